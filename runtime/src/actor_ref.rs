@@ -1,0 +1,568 @@
+//! [`ActorRef`]: the typed handle through which an actor is told, asked,
+//! stopped and watched.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, ready};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::actor::{Actor, ActorId, Handler, Message, Terminated};
+use crate::cell::{Control, Core, Shared};
+use crate::clock::Sleep;
+use crate::envelope::{Ask, BoxEnvelope, Tell};
+use crate::error::{AskError, ExposeError, SendError, TrySendError};
+use crate::metrics::ActorMetricsSnapshot;
+use crate::recipient::Recipient;
+use crate::trace::{self, Meta, TraceContext};
+
+/// A typed handle to an actor.
+///
+/// Cheap to clone (one reference count), comparable (two refs are equal when
+/// they point at the same actor), and printed as the actor's name and id.
+/// It stays valid across restarts; once the actor has stopped, sends fail
+/// with `Closed` and hand the message back.
+pub struct ActorRef<A: Actor> {
+    pub(crate) shared: Arc<Shared<A>>,
+}
+
+impl<A: Actor> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<A: Actor> PartialEq for ActorRef<A> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl<A: Actor> Eq for ActorRef<A> {}
+
+impl<A: Actor> Hash for ActorRef<A> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
+}
+
+impl<A: Actor> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let core = &self.shared.core;
+        match &core.name {
+            Some(name) => write!(f, "ActorRef({name}{})", core.id),
+            None => write!(f, "ActorRef({}{})", short_type(core.type_name), core.id),
+        }
+    }
+}
+
+fn short_type(name: &'static str) -> &'static str {
+    let base = name.split('<').next().unwrap_or(name);
+    base.rsplit("::").next().unwrap_or(base)
+}
+
+/// Keeps the mailbox from being declared drained while a send is under way.
+pub(crate) struct InFlight<'a>(pub(crate) &'a Core);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+impl<A: Actor> ActorRef<A> {
+    pub(crate) fn core(&self) -> &Core {
+        &self.shared.core
+    }
+
+    /// The actor's id, unique within its node.
+    pub fn id(&self) -> ActorId {
+        self.shared.core.id
+    }
+
+    /// The actor's registered name, if it was spawned with one.
+    pub fn name(&self) -> Option<&str> {
+        self.shared.core.name.as_deref()
+    }
+
+    /// Whether the actor still runs (it may stop right after this returns).
+    pub fn is_alive(&self) -> bool {
+        !self.shared.core.is_terminated()
+    }
+
+    /// Messages waiting in the mailbox now.
+    pub fn mailbox_len(&self) -> usize {
+        self.shared.tx.len()
+    }
+
+    fn tell_meta(&self) -> Meta {
+        match trace::current() {
+            Some(cur) => Meta {
+                deadline: None,
+                ..cur
+            },
+            None => Meta {
+                correlation: self.shared.core.node.next_correlation(),
+                trace: None,
+                deadline: None,
+            },
+        }
+    }
+
+    /// Send a one-way message, waiting for mailbox space if the mailbox is
+    /// full: that wait is the backpressure a fast producer feels.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] with the message if the actor has stopped or is
+    /// stopping.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the future is dropped while waiting for space, the message is
+    /// dropped unsent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use plexus_runtime::prelude::*;
+    /// # struct Log(Vec<String>);
+    /// # impl Actor for Log {}
+    /// # struct Line(String);
+    /// # impl Message for Line { type Reply = (); }
+    /// # impl Handler<Line> for Log {
+    /// #     async fn handle(&mut self, Line(l): Line, _: &mut Context<Self>) { self.0.push(l) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let node = Node::builder().build();
+    /// let log = node.spawn(Log(Vec::new()));
+    /// log.tell(Line("hello".into())).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let core = &self.shared.core;
+        if !core.enter() {
+            return Err(SendError::Closed { msg, id: core.id });
+        }
+        let _inside = InFlight(core);
+        let env: BoxEnvelope<A> = Box::new(Tell {
+            msg,
+            meta: self.tell_meta(),
+        });
+        let env = match self.shared.tx.try_send(env) {
+            Ok(()) => return Ok(()),
+            Err(flume::TrySendError::Full(env)) => match self.shared.tx.send_async(env).await {
+                Ok(()) => return Ok(()),
+                Err(flume::SendError(env)) => env,
+            },
+            Err(flume::TrySendError::Disconnected(env)) => env,
+        };
+        Err(SendError::Closed {
+            msg: recover_tell(env),
+            id: core.id,
+        })
+    }
+
+    /// Send a one-way message if the mailbox has room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] or [`TrySendError::Closed`], each with the
+    /// message.
+    pub fn try_tell<M>(&self, msg: M) -> Result<(), TrySendError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let core = &self.shared.core;
+        if !core.enter() {
+            return Err(TrySendError::Closed { msg, id: core.id });
+        }
+        let _inside = InFlight(core);
+        let env: BoxEnvelope<A> = Box::new(Tell {
+            msg,
+            meta: self.tell_meta(),
+        });
+        match self.shared.tx.try_send(env) {
+            Ok(()) => Ok(()),
+            Err(flume::TrySendError::Full(env)) => Err(TrySendError::Full {
+                msg: recover_tell(env),
+                id: core.id,
+                capacity: core.capacity.unwrap_or(usize::MAX),
+            }),
+            Err(flume::TrySendError::Disconnected(env)) => Err(TrySendError::Closed {
+                msg: recover_tell(env),
+                id: core.id,
+            }),
+        }
+    }
+
+    /// Ask: send `msg` and await the handler's reply.
+    ///
+    /// The deadline is the node's default ask timeout unless set with
+    /// [`AskRequest::timeout`] or [`AskRequest::deadline`]; inside a
+    /// handler it is never later than the current message's deadline. The
+    /// deadline travels with the message: if it passes while the message is
+    /// queued, the message is not handled.
+    ///
+    /// # Errors
+    ///
+    /// [`AskError::Timeout`], [`AskError::Closed`], [`AskError::Stopped`],
+    /// [`AskError::HandlerPanicked`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the reply arrives abandons the request; if
+    /// it was already queued it is still handled, and the late reply is
+    /// dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use plexus_runtime::prelude::*;
+    /// # use std::time::Duration;
+    /// # struct Echo;
+    /// # impl Actor for Echo {}
+    /// # struct Ping(u32);
+    /// # impl Message for Ping { type Reply = u32; }
+    /// # impl Handler<Ping> for Echo {
+    /// #     async fn handle(&mut self, Ping(n): Ping, _: &mut Context<Self>) -> u32 { n }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), AskError> {
+    /// let node = Node::builder().build();
+    /// let echo = node.spawn(Echo);
+    /// assert_eq!(echo.ask(Ping(7)).await?, 7);
+    /// assert_eq!(echo.ask(Ping(8)).timeout(Duration::from_millis(500)).await?, 8);
+    /// # Ok(()) }
+    /// ```
+    pub fn ask<M>(&self, msg: M) -> AskRequest<'_, A, M>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        AskRequest {
+            target: self,
+            msg,
+            timeout: None,
+            deadline: None,
+            trace: None,
+        }
+    }
+
+    /// A type-erased handle for one message type.
+    pub fn recipient<M>(&self) -> Recipient<M>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        Recipient::new(self.clone())
+    }
+
+    /// Make this named actor findable as a [`Recipient<M>`] through
+    /// [`Node::lookup_recipient`](crate::Node::lookup_recipient).
+    ///
+    /// # Errors
+    ///
+    /// [`ExposeError::Unnamed`] if the actor was spawned without a name,
+    /// [`ExposeError::Stopped`] if it has stopped.
+    pub fn expose<M>(&self) -> Result<(), ExposeError>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let core = self.core();
+        let Some(name) = &core.name else {
+            return Err(ExposeError::Unnamed(core.id));
+        };
+        core.node.registry.expose(name, core.id, self.recipient::<M>())
+    }
+
+    /// Stop gracefully: the mailbox closes at once (later sends fail with
+    /// `Closed`), the messages already queued are handled, then the actor's
+    /// children stop, then `stopping` and `stopped` run. Returns at once;
+    /// await [`terminated`](Self::terminated) to wait for the end.
+    pub fn stop(&self) {
+        self.shared.core.close();
+        self.shared
+            .push_sys(crate::cell::Sys::Ctl(Control::Stop(crate::StopReason::Normal)));
+    }
+
+    /// Stop without handling what is queued: the mailbox closes at once,
+    /// queued asks fail with [`AskError::Stopped`], queued tells are dropped
+    /// and counted in the `dropped` metric. A handler already running
+    /// finishes first.
+    pub fn kill(&self) {
+        self.shared.core.close();
+        self.shared
+            .push_sys(crate::cell::Sys::Ctl(Control::Kill(crate::StopReason::Killed)));
+    }
+
+    /// Completes with the death notice once the actor has stopped (at once if
+    /// it already has).
+    pub fn terminated(&self) -> impl Future<Output = Terminated> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        self.shared.core.on_death(Box::new(move |t: &Terminated| {
+            let _ = tx.send(t.clone());
+        }));
+        let id = self.id();
+        let name = self.shared.core.name.clone();
+        async move {
+            rx.await.unwrap_or(Terminated {
+                id,
+                name,
+                reason: crate::StopReason::Killed,
+            })
+        }
+    }
+
+    /// This actor's metrics now.
+    pub fn metrics(&self) -> ActorMetricsSnapshot {
+        let core = self.core();
+        ActorMetricsSnapshot::read(
+            core.id,
+            core.name.clone(),
+            core.type_name,
+            self.shared.tx.len(),
+            core.capacity,
+            &core.metrics,
+        )
+    }
+}
+
+fn recover_tell<A: Actor, M: Message>(env: BoxEnvelope<A>) -> M {
+    match env.into_any().downcast::<Tell<M>>() {
+        Ok(tell) => tell.msg,
+        Err(_) => unreachable!("an envelope built as Tell<M> downcasts to Tell<M>"),
+    }
+}
+
+/// An ask being prepared: set a timeout, a deadline or a trace, then
+/// `.await` it. See [`ActorRef::ask`].
+#[must_use = "an ask does nothing until awaited"]
+pub struct AskRequest<'a, A: Actor, M: Message> {
+    target: &'a ActorRef<A>,
+    msg: M,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    trace: Option<TraceContext>,
+}
+
+impl<A: Actor, M: Message> fmt::Debug for AskRequest<'_, A, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AskRequest")
+            .field("target", self.target)
+            .field("message", &std::any::type_name::<M>())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, A: Actor, M: Message> AskRequest<'a, A, M> {
+    /// Give up after `timeout` (from now, on the node's clock).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Give up at `deadline` (an instant of the node's clock).
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Carry this trace context (instead of the current handler's).
+    pub fn trace(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+}
+
+impl<'a, A, M> IntoFuture for AskRequest<'a, A, M>
+where
+    A: Handler<M>,
+    M: Message,
+{
+    type Output = Result<M::Reply, AskError>;
+    type IntoFuture = AskFuture<'a, A, M::Reply>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let shared = &self.target.shared;
+        let core = &shared.core;
+        let node = &core.node;
+        let now = node.clock.now();
+        let own = self
+            .deadline
+            .unwrap_or_else(|| now + self.timeout.unwrap_or(node.ask_timeout));
+        let cur = trace::current();
+        let deadline = match cur.and_then(|c| c.deadline) {
+            Some(inherited) => own.min(inherited),
+            None => own,
+        };
+        let budget = deadline.saturating_duration_since(now);
+        let mut fut = AskFuture {
+            state: AskState::Done,
+            inside: None,
+            id: core.id,
+            deadline,
+            budget,
+            node: &core.node,
+            tokio_sleep: None,
+            sleep: None,
+        };
+        if budget.is_zero() {
+            fut.state = AskState::Ready(Some(Err(AskError::Timeout { after: budget })));
+            return fut;
+        }
+        if !core.enter() {
+            fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
+            return fut;
+        }
+        let meta = Meta {
+            correlation: match cur {
+                Some(c) => c.correlation,
+                None => node.next_correlation(),
+            },
+            trace: self.trace.or(cur.and_then(|c| c.trace)),
+            deadline: Some(deadline),
+        };
+        let (tx, rx) = oneshot::channel();
+        let env: BoxEnvelope<A> = Box::new(Ask {
+            msg: self.msg,
+            meta,
+            reply: tx,
+        });
+        match shared.tx.try_send(env) {
+            Ok(()) => {
+                core.leave();
+                fut.state = AskState::Waiting(rx);
+            }
+            Err(flume::TrySendError::Full(env)) => {
+                fut.inside = Some(InFlight(core));
+                fut.state = AskState::Sending(shared.tx.send_async(env), rx);
+            }
+            Err(flume::TrySendError::Disconnected(_)) => {
+                core.leave();
+                fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
+            }
+        }
+        fut
+    }
+}
+
+enum AskState<'a, A: Actor, R> {
+    Sending(
+        flume::r#async::SendFut<'a, BoxEnvelope<A>>,
+        oneshot::Receiver<Result<R, AskError>>,
+    ),
+    Waiting(oneshot::Receiver<Result<R, AskError>>),
+    Ready(Option<Result<R, AskError>>),
+    Done,
+}
+
+/// The future of an ask; see [`ActorRef::ask`].
+#[must_use = "futures do nothing unless polled"]
+pub struct AskFuture<'a, A: Actor, R> {
+    state: AskState<'a, A, R>,
+    inside: Option<InFlight<'a>>,
+    id: ActorId,
+    deadline: Instant,
+    budget: Duration,
+    node: &'a crate::node::NodeInner,
+    // Boxed so the future stays `Unpin`; made only if the reply is not
+    // there on the first poll.
+    tokio_sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    sleep: Option<Sleep>,
+}
+
+// Nothing in an `AskFuture` is ever pinned in place (the timer is boxed), so
+// moving it between polls is fine whatever `R` is.
+impl<A: Actor, R> Unpin for AskFuture<'_, A, R> {}
+
+impl<A: Actor, R> fmt::Debug for AskFuture<'_, A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AskFuture")
+            .field("id", &self.id)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Actor, R> AskFuture<'_, A, R> {
+    /// Poll the deadline timer; `Ready` once it has passed.
+    fn poll_deadline(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let clock = &self.node.clock;
+        if clock.is_tokio() {
+            let sleep = self
+                .tokio_sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.deadline.into())));
+            sleep.as_mut().poll(cx)
+        } else {
+            let deadline = self.deadline;
+            let sleep = self.sleep.get_or_insert_with(|| clock.sleep_until(deadline));
+            sleep.as_mut().poll(cx)
+        }
+    }
+}
+
+impl<A: Actor, R> Future for AskFuture<'_, A, R> {
+    type Output = Result<R, AskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                AskState::Sending(send, _) => match Pin::new(send).poll(cx) {
+                    Poll::Ready(result) => {
+                        this.inside = None;
+                        let AskState::Sending(_, rx) = std::mem::replace(&mut this.state, AskState::Done) else {
+                            unreachable!("state checked above")
+                        };
+                        if result.is_err() {
+                            return Poll::Ready(Err(AskError::Closed { id: this.id }));
+                        }
+                        this.state = AskState::Waiting(rx);
+                    }
+                    Poll::Pending => {
+                        ready!(this.poll_deadline(cx));
+                        this.state = AskState::Done;
+                        this.inside = None;
+                        return Poll::Ready(Err(AskError::Timeout { after: this.budget }));
+                    }
+                },
+                AskState::Waiting(rx) => {
+                    return match Pin::new(rx).poll(cx) {
+                        Poll::Ready(Ok(Ok(reply))) => Poll::Ready(Ok(reply)),
+                        Poll::Ready(Ok(Err(AskError::Timeout { .. }))) => {
+                            Poll::Ready(Err(AskError::Timeout { after: this.budget }))
+                        }
+                        Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
+                        // The envelope was dropped unhandled: the actor's task
+                        // ended (killed, aborted at shutdown).
+                        Poll::Ready(Err(_)) => Poll::Ready(Err(AskError::Stopped { id: this.id })),
+                        Poll::Pending => {
+                            ready!(this.poll_deadline(cx));
+                            this.state = AskState::Done;
+                            Poll::Ready(Err(AskError::Timeout { after: this.budget }))
+                        }
+                    };
+                }
+                AskState::Ready(result) => {
+                    let out = result.take().unwrap_or(Err(AskError::Stopped { id: this.id }));
+                    this.state = AskState::Done;
+                    return Poll::Ready(out);
+                }
+                AskState::Done => return Poll::Ready(Err(AskError::Stopped { id: this.id })),
+            }
+        }
+    }
+}

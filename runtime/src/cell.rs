@@ -1,0 +1,210 @@
+//! The shared half of an actor: what every `ActorRef` points at.
+//!
+//! `Shared<A>` holds the user mailbox's sending side, the priority lane for
+//! system messages, and the untyped `Core` (identity, open/closed state,
+//! metrics, death watch). The actor's task owns the receiving side.
+
+use std::any::Any;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+
+use tokio::task::AbortHandle;
+
+use crate::actor::{Actor, ActorId, StopReason, Terminated};
+use crate::envelope::BoxEnvelope;
+use crate::metrics::ActorMetrics;
+use crate::node::NodeInner;
+use crate::supervision::Supervisor;
+
+/// The top bit of `Core::state`: the mailbox accepts no more messages.
+pub(crate) const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// Lock a mutex whose data stays consistent even if a holder panicked
+/// (every critical section here is a few plain field updates).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Control messages on the priority lane.
+#[derive(Debug, Clone)]
+pub(crate) enum Control {
+    /// Close the mailbox, handle what is queued, then stop with the reason.
+    Stop(StopReason),
+    /// Close the mailbox, reject what is queued, stop with the reason.
+    Kill(StopReason),
+    /// A sibling failed under an all-for-one supervisor: restart.
+    Restart(StopReason),
+    /// A child exceeded its restart intensity: treat it as our own failure.
+    ChildEscalated { child: ActorId, reason: StopReason },
+}
+
+/// An item on the priority lane.
+pub(crate) enum Sys<A: Actor> {
+    Ctl(Control),
+    /// A message that must not wait behind the user mailbox (death notices).
+    Deliver(BoxEnvelope<A>),
+}
+
+pub(crate) struct SysLane<A: Actor> {
+    pub(crate) queue: VecDeque<Sys<A>>,
+    pub(crate) waker: Option<Waker>,
+    pub(crate) closed: bool,
+}
+
+type Watcher = Box<dyn FnOnce(&Terminated) + Send>;
+
+#[derive(Default)]
+pub(crate) struct Death {
+    pub(crate) reason: Option<StopReason>,
+    pub(crate) watchers: Vec<Watcher>,
+}
+
+/// The untyped part of an actor's shared state.
+pub(crate) struct Core {
+    pub(crate) id: ActorId,
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) type_name: &'static str,
+    pub(crate) capacity: Option<usize>,
+    /// `CLOSED` bit plus the number of senders currently inside a send.
+    pub(crate) state: AtomicUsize,
+    pub(crate) sys_pending: AtomicBool,
+    pub(crate) node: Arc<NodeInner>,
+    /// Who supervises this actor.
+    pub(crate) parent: Arc<Supervisor>,
+    /// This actor as a supervisor of its children; made on first child.
+    pub(crate) children: OnceLock<Arc<Supervisor>>,
+    pub(crate) metrics: ActorMetrics,
+    pub(crate) death: Mutex<Death>,
+    pub(crate) task: OnceLock<AbortHandle>,
+}
+
+impl Core {
+    /// Register as a sender; `false` if the mailbox is closed.
+    #[inline]
+    pub(crate) fn enter(&self) -> bool {
+        let prev = self.state.fetch_add(1, Ordering::SeqCst);
+        if prev & CLOSED != 0 {
+            self.state.fetch_sub(1, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    #[inline]
+    pub(crate) fn leave(&self) {
+        self.state.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Close the mailbox to new senders. Returns whether it was open.
+    pub(crate) fn close(&self) -> bool {
+        self.state.fetch_or(CLOSED, Ordering::SeqCst) & CLOSED == 0
+    }
+
+    /// Senders currently between `enter` and `leave`.
+    pub(crate) fn senders_inside(&self) -> usize {
+        self.state.load(Ordering::Acquire) & !CLOSED
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        lock(&self.death).reason.is_some()
+    }
+
+    /// Run `f` with the death notice once the actor has stopped — at once if
+    /// it already has.
+    pub(crate) fn on_death(&self, f: Watcher) {
+        let mut death = lock(&self.death);
+        match &death.reason {
+            Some(reason) => {
+                let notice = Terminated {
+                    id: self.id,
+                    name: self.name.clone(),
+                    reason: reason.clone(),
+                };
+                drop(death);
+                f(&notice);
+            }
+            None => death.watchers.push(f),
+        }
+    }
+
+    /// Record the final reason and notify every watcher, once.
+    pub(crate) fn die(&self, reason: StopReason) {
+        let watchers = {
+            let mut death = lock(&self.death);
+            if death.reason.is_some() {
+                return;
+            }
+            death.reason = Some(reason.clone());
+            std::mem::take(&mut death.watchers)
+        };
+        let notice = Terminated {
+            id: self.id,
+            name: self.name.clone(),
+            reason,
+        };
+        for w in watchers {
+            w(&notice);
+        }
+    }
+}
+
+/// An actor's shared state, typed by its actor.
+pub(crate) struct Shared<A: Actor> {
+    pub(crate) core: Core,
+    pub(crate) tx: flume::Sender<BoxEnvelope<A>>,
+    pub(crate) sys: Mutex<SysLane<A>>,
+}
+
+impl<A: Actor> Shared<A> {
+    /// Put an item on the priority lane and wake the actor. `false` if the
+    /// actor has finished.
+    pub(crate) fn push_sys(&self, item: Sys<A>) -> bool {
+        let waker = {
+            let mut lane = lock(&self.sys);
+            if lane.closed {
+                return false;
+            }
+            lane.queue.push_back(item);
+            self.core.sys_pending.store(true, Ordering::Release);
+            lane.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+}
+
+/// What other parts of the runtime may do with an actor of unknown type.
+pub(crate) trait AnyCell: Send + Sync + 'static {
+    fn core(&self) -> &Core;
+    fn control(&self, c: Control) -> bool;
+    fn mailbox_len(&self) -> usize;
+    fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<A: Actor> AnyCell for Shared<A> {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn control(&self, c: Control) -> bool {
+        self.push_sys(Sys::Ctl(c))
+    }
+
+    fn mailbox_len(&self) -> usize {
+        self.tx.len()
+    }
+
+    fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+pub(crate) type CellRef = Arc<dyn AnyCell>;
+
+/// Children of a supervisor, ordered by id so that every walk is
+/// deterministic.
+pub(crate) type Children = BTreeMap<ActorId, CellRef>;

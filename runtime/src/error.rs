@@ -1,0 +1,203 @@
+//! Typed errors, one enum per operation family. Each variant's doc says what
+//! the caller can do about it. Errors of operations that consume a message
+//! hand the message back.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::actor::ActorId;
+
+/// Why [`ActorRef::tell`](crate::ActorRef::tell) did not enqueue. The message
+/// comes back.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError<M> {
+    /// The actor stopped (or is stopping) and accepts no more messages;
+    /// later sends fail too. Look the name up again or give up.
+    #[error("actor {id} has stopped")]
+    Closed {
+        /// The message that was not sent.
+        msg: M,
+        /// The actor it was for.
+        id: ActorId,
+    },
+}
+
+impl<M> SendError<M> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> M {
+        match self {
+            Self::Closed { msg, .. } => msg,
+        }
+    }
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed { id, .. } => f.debug_struct("Closed").field("id", id).finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Why [`ActorRef::try_tell`](crate::ActorRef::try_tell) did not enqueue. The
+/// message comes back for a retry or rerouting.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError<M> {
+    /// The mailbox is at capacity. Await `tell` instead, give the actor a
+    /// larger mailbox, or shed the message.
+    #[error("mailbox of actor {id} is full ({capacity} queued)")]
+    Full {
+        /// The message that was not sent.
+        msg: M,
+        /// The actor it was for.
+        id: ActorId,
+        /// The mailbox's capacity.
+        capacity: usize,
+    },
+    /// The actor stopped (or is stopping); later sends fail too.
+    #[error("actor {id} has stopped")]
+    Closed {
+        /// The message that was not sent.
+        msg: M,
+        /// The actor it was for.
+        id: ActorId,
+    },
+}
+
+impl<M> TrySendError<M> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> M {
+        match self {
+            Self::Full { msg, .. } | Self::Closed { msg, .. } => msg,
+        }
+    }
+
+    /// Whether the mailbox was full (as opposed to closed).
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full { .. })
+    }
+}
+
+impl<M> fmt::Debug for TrySendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full { id, capacity, .. } => f
+                .debug_struct("Full")
+                .field("id", id)
+                .field("capacity", capacity)
+                .finish_non_exhaustive(),
+            Self::Closed { id, .. } => f.debug_struct("Closed").field("id", id).finish_non_exhaustive(),
+        }
+    }
+}
+
+impl<M> From<SendError<M>> for TrySendError<M> {
+    fn from(e: SendError<M>) -> Self {
+        match e {
+            SendError::Closed { msg, id } => Self::Closed { msg, id },
+        }
+    }
+}
+
+/// Why an ask got no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// No reply before the deadline. The request may or may not have been
+    /// handled (if it was still queued when the deadline passed, it will not
+    /// be). Retry only if the message is idempotent.
+    #[error("no reply within {after:?}")]
+    Timeout {
+        /// The time budget the ask had.
+        after: Duration,
+    },
+    /// The mailbox was closed when the ask was sent: the actor had stopped.
+    /// The request was not handled. Look the name up again.
+    #[error("actor {id} has stopped; the request was not delivered")]
+    Closed {
+        /// The actor.
+        id: ActorId,
+    },
+    /// The actor stopped (was killed, or its node shut down) after the
+    /// request was queued and before it was handled. It was not handled.
+    #[error("actor {id} stopped before handling the request")]
+    Stopped {
+        /// The actor.
+        id: ActorId,
+    },
+    /// The handler panicked while handling this request. The actor was
+    /// restarted or stopped, per its supervision; other queued requests are
+    /// unaffected.
+    #[error("handler of actor {id} panicked: {message}")]
+    HandlerPanicked {
+        /// The actor.
+        id: ActorId,
+        /// The panic message, if it was a string.
+        message: Arc<str>,
+    },
+    /// `try_ask` only: the mailbox was full. Use `ask`, which waits.
+    #[error("mailbox of actor {id} is full")]
+    Full {
+        /// The actor.
+        id: ActorId,
+    },
+}
+
+/// Why a spawn failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// Another live actor is registered under this name. Pick another name
+    /// or look the existing one up.
+    #[error("the name {0:?} is already registered")]
+    NameTaken(Arc<str>),
+    /// The node is shutting down and accepts no new actors.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The supervisor given in the options has stopped.
+    #[error("supervisor {0} has stopped")]
+    SupervisorStopped(ActorId),
+}
+
+/// Why a registry lookup failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// Nothing is registered under this name (never was, or it stopped).
+    #[error("no actor is registered as {0:?}")]
+    NotFound(Arc<str>),
+    /// Something is registered under this name, but of another actor type.
+    #[error("{name:?} is a {actual}, not a {expected}")]
+    WrongType {
+        /// The name looked up.
+        name: Arc<str>,
+        /// The type asked for.
+        expected: &'static str,
+        /// The registered actor's type.
+        actual: &'static str,
+    },
+    /// The actor is registered but does not expose this message type as a
+    /// recipient; call `ActorRef::expose::<M>()` when registering it.
+    #[error("{name:?} does not expose {message}")]
+    NotExposed {
+        /// The name looked up.
+        name: Arc<str>,
+        /// The message type asked for.
+        message: &'static str,
+    },
+}
+
+/// Why `ActorRef::expose` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExposeError {
+    /// Only named actors are in the registry; spawn with a name.
+    #[error("actor {0} has no registered name")]
+    Unnamed(ActorId),
+    /// The actor has stopped and its name was released.
+    #[error("actor {0} has stopped")]
+    Stopped(ActorId),
+}

@@ -1,0 +1,195 @@
+//! [`Recipient<M>`]: anything that accepts messages of type `M`, whatever is
+//! behind it.
+//!
+//! A local actor is one kind of recipient. The [`MessageSink`] extension
+//! trait is the seam for the others: a proxy to an actor on another node, a
+//! WebSocket session, a queue consumer. Code written against `Recipient<M>`
+//! cannot tell them apart.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::actor::{Actor, Handler, Message};
+use crate::actor_ref::ActorRef;
+use crate::error::{AskError, SendError, TrySendError};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a [`Recipient<M>`] can stand for. Implement it to make a new kind of
+/// endpoint (a remote proxy, a socket session) usable wherever a recipient is.
+pub trait MessageSink<M: Message>: Send + Sync + 'static {
+    /// Send without waiting; see [`ActorRef::try_tell`].
+    fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>>;
+
+    /// Send, waiting for room; see [`ActorRef::tell`].
+    fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>>;
+
+    /// Send and await the reply within `timeout` (or the endpoint's default);
+    /// see [`ActorRef::ask`].
+    fn ask(&self, msg: M, timeout: Option<Duration>) -> BoxFuture<'_, Result<M::Reply, AskError>>;
+
+    /// A short description for logs and `Debug` (e.g. `inventory#3`).
+    fn describe(&self) -> String;
+}
+
+impl<A, M> MessageSink<M> for ActorRef<A>
+where
+    A: Handler<M>,
+    M: Message,
+{
+    fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
+        Self::try_tell(self, msg)
+    }
+
+    fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
+        Box::pin(Self::tell(self, msg))
+    }
+
+    fn ask(&self, msg: M, timeout: Option<Duration>) -> BoxFuture<'_, Result<M::Reply, AskError>> {
+        let req = Self::ask(self, msg);
+        match timeout {
+            Some(t) => Box::pin(req.timeout(t).into_future()),
+            None => Box::pin(req.into_future()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// A type-erased handle that accepts `M`.
+///
+/// # Examples
+///
+/// ```
+/// # use plexus_runtime::prelude::*;
+/// # struct Orders;
+/// # impl Actor for Orders {}
+/// struct Place(u32);
+/// impl Message for Place { type Reply = bool; }
+/// # impl Handler<Place> for Orders {
+/// #     async fn handle(&mut self, _: Place, _: &mut Context<Self>) -> bool { true }
+/// # }
+/// async fn place_all(to: &Recipient<Place>) -> Result<(), AskError> {
+///     for n in 0..3 {
+///         assert!(to.ask(Place(n)).await?);
+///     }
+///     Ok(())
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), AskError> {
+/// let node = Node::builder().build();
+/// let orders = node.spawn(Orders);
+/// place_all(&orders.recipient()).await
+/// # }
+/// ```
+pub struct Recipient<M: Message> {
+    sink: Arc<dyn MessageSink<M>>,
+}
+
+impl<M: Message> Clone for Recipient<M> {
+    fn clone(&self) -> Self {
+        Self {
+            sink: Arc::clone(&self.sink),
+        }
+    }
+}
+
+impl<M: Message> fmt::Debug for Recipient<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Recipient<{}>({})", std::any::type_name::<M>(), self.sink.describe())
+    }
+}
+
+impl<M: Message> PartialEq for Recipient<M> {
+    /// Two recipients are equal when they share the same endpoint handle.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.sink, &other.sink)
+    }
+}
+
+impl<M: Message> Recipient<M> {
+    /// Wrap any endpoint.
+    pub fn new(sink: impl MessageSink<M>) -> Self {
+        Self { sink: Arc::new(sink) }
+    }
+
+    /// Send without waiting.
+    ///
+    /// # Errors
+    ///
+    /// `Full` or `Closed`, each with the message.
+    pub fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
+        self.sink.try_tell(msg)
+    }
+
+    /// Send, waiting for room (backpressure).
+    ///
+    /// # Errors
+    ///
+    /// `Closed` with the message.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped while waiting for room, the message is dropped unsent.
+    pub async fn tell(&self, msg: M) -> Result<(), SendError<M>> {
+        self.sink.tell(msg).await
+    }
+
+    /// Ask and await the reply; `.timeout(d)` sets the time budget.
+    pub fn ask(&self, msg: M) -> RecipientAsk<'_, M> {
+        RecipientAsk {
+            sink: &*self.sink,
+            msg,
+            timeout: None,
+        }
+    }
+}
+
+impl<A, M> From<ActorRef<A>> for Recipient<M>
+where
+    A: Handler<M> + Actor,
+    M: Message,
+{
+    fn from(r: ActorRef<A>) -> Self {
+        Self::new(r)
+    }
+}
+
+/// An ask through a [`Recipient`]; `.await` it.
+#[must_use = "an ask does nothing until awaited"]
+pub struct RecipientAsk<'a, M: Message> {
+    sink: &'a dyn MessageSink<M>,
+    msg: M,
+    timeout: Option<Duration>,
+}
+
+impl<M: Message> fmt::Debug for RecipientAsk<'_, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecipientAsk")
+            .field("to", &self.sink.describe())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Message> RecipientAsk<'_, M> {
+    /// Give up after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl<'a, M: Message> IntoFuture for RecipientAsk<'a, M> {
+    type Output = Result<M::Reply, AskError>;
+    type IntoFuture = BoxFuture<'a, Result<M::Reply, AskError>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        self.sink.ask(self.msg, self.timeout)
+    }
+}

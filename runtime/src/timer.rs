@@ -1,0 +1,89 @@
+//! Per-actor timers on the node's clock.
+//!
+//! Timers live in the actor's own task, not in separate tasks: a due timer
+//! is handled before the next mailbox message, and it never waits for
+//! mailbox space. With a [`ManualClock`](crate::clock::ManualClock), advancing
+//! the clock makes every due timer fire, in deadline order, before any
+//! message sent after the advance — tests need no sleeping.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::actor::Actor;
+use crate::envelope::BoxEnvelope;
+
+/// Identifies a timer for [`Context::cancel_timer`](crate::Context::cancel_timer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerId(u64);
+
+pub(crate) enum TimerEntry<A: Actor> {
+    Once(Box<dyn FnOnce() -> BoxEnvelope<A> + Send>),
+    Every {
+        period: Duration,
+        make: Box<dyn FnMut() -> BoxEnvelope<A> + Send>,
+    },
+}
+
+pub(crate) struct Timers<A: Actor> {
+    entries: BTreeMap<(Instant, TimerId), TimerEntry<A>>,
+    next: u64,
+}
+
+impl<A: Actor> fmt::Debug for Timers<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timers").field("pending", &self.entries.len()).finish()
+    }
+}
+
+impl<A: Actor> Timers<A> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn add(&mut self, at: Instant, entry: TimerEntry<A>) -> TimerId {
+        let id = TimerId(self.next);
+        self.next += 1;
+        self.entries.insert((at, id), entry);
+        id
+    }
+
+    pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
+        let key = self.entries.keys().find(|(_, t)| *t == id).copied();
+        key.is_some_and(|k| self.entries.remove(&k).is_some())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.entries.keys().next().map(|(at, _)| *at)
+    }
+
+    /// The message of the earliest timer due at `now`, rescheduling it if it
+    /// repeats (missed ticks fire one after another: burst catch-up).
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<BoxEnvelope<A>> {
+        let first = self.entries.first_entry()?;
+        let (at, id) = *first.key();
+        if at > now {
+            return None;
+        }
+        match first.remove() {
+            TimerEntry::Once(make) => Some(make()),
+            TimerEntry::Every { period, mut make } => {
+                let env = make();
+                self.entries
+                    .insert((at + period.max(Duration::from_nanos(1)), id), TimerEntry::Every { period, make });
+                Some(env)
+            }
+        }
+    }
+}
