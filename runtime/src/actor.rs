@@ -76,6 +76,7 @@ pub trait Message: Send + 'static {
 ///         self.0
 ///     }
 /// }
+/// # let _ = (Counter(0), Add(1));
 /// ```
 pub trait Handler<M: Message>: Actor {
     /// Handle one message. The actor handles nothing else until this returns.
@@ -142,7 +143,10 @@ pub enum StopReason {
 impl StopReason {
     /// Whether the actor stopped because something went wrong.
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Panicked { .. } | Self::RestartLimitExceeded { .. })
+        matches!(
+            self,
+            Self::Panicked { .. } | Self::RestartLimitExceeded { .. }
+        )
     }
 }
 

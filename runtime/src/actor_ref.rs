@@ -284,7 +284,9 @@ impl<A: Actor> ActorRef<A> {
         let Some(name) = &core.name else {
             return Err(ExposeError::Unnamed(core.id));
         };
-        core.node.registry.expose(name, core.id, self.recipient::<M>())
+        core.node
+            .registry
+            .expose(name, core.id, self.recipient::<M>())
     }
 
     /// Stop gracefully: the mailbox closes at once (later sends fail with
@@ -293,8 +295,9 @@ impl<A: Actor> ActorRef<A> {
     /// await [`terminated`](Self::terminated) to wait for the end.
     pub fn stop(&self) {
         self.shared.core.close();
-        self.shared
-            .push_sys(crate::cell::Sys::Ctl(Control::Stop(crate::StopReason::Normal)));
+        self.shared.push_sys(crate::cell::Sys::Ctl(Control::Stop(
+            crate::StopReason::Normal,
+        )));
     }
 
     /// Stop without handling what is queued: the mailbox closes at once,
@@ -303,8 +306,9 @@ impl<A: Actor> ActorRef<A> {
     /// finishes first.
     pub fn kill(&self) {
         self.shared.core.close();
-        self.shared
-            .push_sys(crate::cell::Sys::Ctl(Control::Kill(crate::StopReason::Killed)));
+        self.shared.push_sys(crate::cell::Sys::Ctl(Control::Kill(
+            crate::StopReason::Killed,
+        )));
     }
 
     /// Completes with the death notice once the actor has stopped (at once if
@@ -508,7 +512,9 @@ impl<A: Actor, R> AskFuture<'_, A, R> {
             sleep.as_mut().poll(cx)
         } else {
             let deadline = self.deadline;
-            let sleep = self.sleep.get_or_insert_with(|| clock.sleep_until(deadline));
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| clock.sleep_until(deadline));
             sleep.as_mut().poll(cx)
         }
     }
@@ -524,7 +530,9 @@ impl<A: Actor, R> Future for AskFuture<'_, A, R> {
                 AskState::Sending(send, _) => match Pin::new(send).poll(cx) {
                     Poll::Ready(result) => {
                         this.inside = None;
-                        let AskState::Sending(_, rx) = std::mem::replace(&mut this.state, AskState::Done) else {
+                        let AskState::Sending(_, rx) =
+                            std::mem::replace(&mut this.state, AskState::Done)
+                        else {
                             unreachable!("state checked above")
                         };
                         if result.is_err() {
@@ -557,7 +565,9 @@ impl<A: Actor, R> Future for AskFuture<'_, A, R> {
                     };
                 }
                 AskState::Ready(result) => {
-                    let out = result.take().unwrap_or(Err(AskError::Stopped { id: this.id }));
+                    let out = result
+                        .take()
+                        .unwrap_or(Err(AskError::Stopped { id: this.id }));
                     this.state = AskState::Done;
                     return Poll::Ready(out);
                 }

@@ -91,7 +91,8 @@ impl<A: Actor> Context<A> {
     /// Time left before the current message's deadline; `None` without one.
     /// Asks made from this handler inherit the deadline automatically.
     pub fn remaining(&self) -> Option<Duration> {
-        self.deadline().map(|d| d.saturating_duration_since(self.now()))
+        self.deadline()
+            .map(|d| d.saturating_duration_since(self.now()))
     }
 
     /// The correlation id of the message being handled (shared by every
@@ -127,7 +128,11 @@ impl<A: Actor> Context<A> {
     ///
     /// [`SpawnError`] if the name is taken, the node is shutting down, or
     /// this actor is stopping.
-    pub fn spawn_child<C: Actor>(&mut self, opts: SpawnOptions, child: C) -> Result<ActorRef<C>, SpawnError> {
+    pub fn spawn_child<C: Actor>(
+        &mut self,
+        opts: SpawnOptions,
+        child: C,
+    ) -> Result<ActorRef<C>, SpawnError> {
         let sup = self.supervisor();
         self.node.spawn_inner(opts, child, None, sup)
     }
@@ -137,14 +142,19 @@ impl<A: Actor> Context<A> {
     /// # Errors
     ///
     /// As [`spawn_child`](Self::spawn_child).
-    pub fn spawn_child_factory<C, F>(&mut self, opts: SpawnOptions, mut factory: F) -> Result<ActorRef<C>, SpawnError>
+    pub fn spawn_child_factory<C, F>(
+        &mut self,
+        opts: SpawnOptions,
+        mut factory: F,
+    ) -> Result<ActorRef<C>, SpawnError>
     where
         C: Actor,
         F: FnMut() -> C + Send + 'static,
     {
         let sup = self.supervisor();
         let first = factory();
-        self.node.spawn_inner(opts, first, Some(Box::new(factory)), sup)
+        self.node
+            .spawn_inner(opts, first, Some(Box::new(factory)), sup)
     }
 
     /// Watch another actor: when it stops (or at once, if it already has),

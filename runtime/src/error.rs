@@ -36,7 +36,10 @@ impl<M> SendError<M> {
 impl<M> fmt::Debug for SendError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Closed { id, .. } => f.debug_struct("Closed").field("id", id).finish_non_exhaustive(),
+            Self::Closed { id, .. } => f
+                .debug_struct("Closed")
+                .field("id", id)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -89,7 +92,10 @@ impl<M> fmt::Debug for TrySendError<M> {
                 .field("id", id)
                 .field("capacity", capacity)
                 .finish_non_exhaustive(),
-            Self::Closed { id, .. } => f.debug_struct("Closed").field("id", id).finish_non_exhaustive(),
+            Self::Closed { id, .. } => f
+                .debug_struct("Closed")
+                .field("id", id)
+                .finish_non_exhaustive(),
         }
     }
 }

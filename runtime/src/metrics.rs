@@ -66,7 +66,8 @@ impl Histogram {
         let i = (63 - (ns | 1).leading_zeros() as usize).min(BUCKETS - 1);
         let b = &self.buckets[i];
         b.store(b.load(Relaxed) + 1, Relaxed);
-        self.sum_ns.store(self.sum_ns.load(Relaxed).saturating_add(ns), Relaxed);
+        self.sum_ns
+            .store(self.sum_ns.load(Relaxed).saturating_add(ns), Relaxed);
         if ns > self.max_ns.load(Relaxed) {
             self.max_ns.store(ns, Relaxed);
         }
@@ -84,7 +85,9 @@ impl Histogram {
 impl ActorMetrics {
     #[inline]
     pub(crate) fn record_handling(&self, d: Duration) {
-        self.handling.get_or_init(|| Box::new(Histogram::new())).record(d);
+        self.handling
+            .get_or_init(|| Box::new(Histogram::new()))
+            .record(d);
     }
 }
 
@@ -119,7 +122,11 @@ impl HistogramSnapshot {
     /// Mean duration, or zero when empty.
     pub fn mean(&self) -> Duration {
         let n = self.count();
-        if n == 0 { Duration::ZERO } else { self.sum / u32::try_from(n).unwrap_or(u32::MAX) }
+        if n == 0 {
+            Duration::ZERO
+        } else {
+            self.sum / u32::try_from(n).unwrap_or(u32::MAX)
+        }
     }
 
     /// An upper bound of the `q` quantile (0.0..=1.0): the top of the bucket
@@ -134,7 +141,11 @@ impl HistogramSnapshot {
         for (i, c) in self.buckets.iter().enumerate() {
             seen += c;
             if seen >= rank {
-                let top = if i + 1 >= 64 { u64::MAX } else { (1u64 << (i + 1)) - 1 };
+                let top = if i + 1 >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << (i + 1)) - 1
+                };
                 return Duration::from_nanos(top).min(self.max);
             }
         }

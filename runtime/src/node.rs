@@ -73,7 +73,10 @@ impl NodeInner {
     /// from the node's seed, so ids of different nodes rarely collide and the
     /// same seed gives the same ids.
     pub(crate) fn next_correlation(&self) -> u64 {
-        mix64(self.correlation_salt.wrapping_add(self.correlation.fetch_add(1, Ordering::Relaxed)))
+        mix64(
+            self.correlation_salt
+                .wrapping_add(self.correlation.fetch_add(1, Ordering::Relaxed)),
+        )
     }
 
     /// A seed for a new actor's RNG, from the node's RNG.
@@ -175,7 +178,9 @@ impl NodeBuilder {
             Some(h) => h,
             None => match Handle::try_current() {
                 Ok(h) => h,
-                Err(_) => panic!("Node::build must run inside a tokio runtime, or be given one with .runtime(handle)"),
+                Err(_) => panic!(
+                    "Node::build must run inside a tokio runtime, or be given one with .runtime(handle)"
+                ),
             },
         };
         let mut rng = fastrand::Rng::with_seed(self.seed);
@@ -282,7 +287,11 @@ impl Node {
     ///
     /// [`SpawnError::NameTaken`], [`SpawnError::ShuttingDown`],
     /// [`SpawnError::SupervisorStopped`].
-    pub fn spawn_with<A: Actor>(&self, opts: SpawnOptions, actor: A) -> Result<ActorRef<A>, SpawnError> {
+    pub fn spawn_with<A: Actor>(
+        &self,
+        opts: SpawnOptions,
+        actor: A,
+    ) -> Result<ActorRef<A>, SpawnError> {
         let parent = self.parent_for(&opts)?;
         self.spawn_inner(opts, actor, None, parent)
     }
@@ -293,7 +302,11 @@ impl Node {
     /// # Errors
     ///
     /// As [`spawn_with`](Self::spawn_with).
-    pub fn spawn_factory<A, F>(&self, opts: SpawnOptions, mut factory: F) -> Result<ActorRef<A>, SpawnError>
+    pub fn spawn_factory<A, F>(
+        &self,
+        opts: SpawnOptions,
+        mut factory: F,
+    ) -> Result<ActorRef<A>, SpawnError>
     where
         A: Actor,
         F: FnMut() -> A + Send + 'static,

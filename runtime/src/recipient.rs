@@ -73,7 +73,7 @@ where
 /// struct Place(u32);
 /// impl Message for Place { type Reply = bool; }
 /// # impl Handler<Place> for Orders {
-/// #     async fn handle(&mut self, _: Place, _: &mut Context<Self>) -> bool { true }
+/// #     async fn handle(&mut self, Place(n): Place, _: &mut Context<Self>) -> bool { n < 10 }
 /// # }
 /// async fn place_all(to: &Recipient<Place>) -> Result<(), AskError> {
 ///     for n in 0..3 {
@@ -101,7 +101,12 @@ impl<M: Message> Clone for Recipient<M> {
 
 impl<M: Message> fmt::Debug for Recipient<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Recipient<{}>({})", std::any::type_name::<M>(), self.sink.describe())
+        write!(
+            f,
+            "Recipient<{}>({})",
+            std::any::type_name::<M>(),
+            self.sink.describe()
+        )
     }
 }
 
@@ -115,7 +120,9 @@ impl<M: Message> PartialEq for Recipient<M> {
 impl<M: Message> Recipient<M> {
     /// Wrap any endpoint.
     pub fn new(sink: impl MessageSink<M>) -> Self {
-        Self { sink: Arc::new(sink) }
+        Self {
+            sink: Arc::new(sink),
+        }
     }
 
     /// Send without waiting.

@@ -34,13 +34,17 @@ pub struct Registry {
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registry").field("names", &self.names()).finish()
+        f.debug_struct("Registry")
+            .field("names", &self.names())
+            .finish()
     }
 }
 
 impl Registry {
     pub(crate) fn new() -> Self {
-        Self { names: DashMap::new() }
+        Self {
+            names: DashMap::new(),
+        }
     }
 
     pub(crate) fn insert(&self, name: Arc<str>, cell: CellRef) -> Result<(), SpawnError> {
@@ -49,14 +53,20 @@ impl Registry {
                 // The previous holder may have died without being removed
                 // yet (its cleanup runs right after its death notice).
                 if e.get().cell.core().is_terminated() {
-                    e.insert(Entry { cell, exposed: Vec::new() });
+                    e.insert(Entry {
+                        cell,
+                        exposed: Vec::new(),
+                    });
                     Ok(())
                 } else {
                     Err(SpawnError::NameTaken(Arc::clone(e.key())))
                 }
             }
             MapEntry::Vacant(e) => {
-                e.insert(Entry { cell, exposed: Vec::new() });
+                e.insert(Entry {
+                    cell,
+                    exposed: Vec::new(),
+                });
                 Ok(())
             }
         }
@@ -126,7 +136,10 @@ impl Registry {
             })
     }
 
-    fn live(&self, name: &str) -> Result<dashmap::mapref::one::Ref<'_, Arc<str>, Entry>, LookupError> {
+    fn live(
+        &self,
+        name: &str,
+    ) -> Result<dashmap::mapref::one::Ref<'_, Arc<str>, Entry>, LookupError> {
         match self.names.get(name) {
             Some(e) if !e.cell.core().is_terminated() => Ok(e),
             _ => Err(LookupError::NotFound(name.into())),

@@ -145,6 +145,13 @@ impl<A: Actor> ActorCell<A> {
             .map(|at| self.cx.node.inner.clock.sleep_until(at));
         let mut recv = self.rx.recv_async();
         poll_fn(|tcx| {
+            // A due timer goes before a message that arrived at the same
+            // time: the loop fires it, then takes the message.
+            if let Some(s) = sleep.as_mut() {
+                if s.as_mut().poll(tcx).is_ready() {
+                    return Poll::Ready(None);
+                }
+            }
             if let Poll::Ready(r) = Pin::new(&mut recv).poll(tcx) {
                 return Poll::Ready(r.ok());
             }
@@ -156,11 +163,6 @@ impl<A: Actor> ActorCell<A> {
                 match &lane.waker {
                     Some(w) if w.will_wake(tcx.waker()) => {}
                     _ => lane.waker = Some(tcx.waker().clone()),
-                }
-            }
-            if let Some(s) = sleep.as_mut() {
-                if s.as_mut().poll(tcx).is_ready() {
-                    return Poll::Ready(None);
                 }
             }
             Poll::Pending
@@ -183,7 +185,10 @@ impl<A: Actor> ActorCell<A> {
                 let mut lane = lock(&self.shared().sys);
                 let item = lane.queue.pop_front();
                 if lane.queue.is_empty() {
-                    self.shared().core.sys_pending.store(false, Ordering::Release);
+                    self.shared()
+                        .core
+                        .sys_pending
+                        .store(false, Ordering::Release);
                 }
                 item
             };
@@ -249,7 +254,8 @@ impl<A: Actor> ActorCell<A> {
         .await;
         self.cx.meta = None;
         let core = &self.cx.myself.shared.core;
-        core.metrics.record_handling(clock.now().saturating_duration_since(start));
+        core.metrics
+            .record_handling(clock.now().saturating_duration_since(start));
         core.metrics.handled.incr();
         match outcome {
             Outcome::Done => None,
@@ -267,7 +273,8 @@ impl<A: Actor> ActorCell<A> {
             let core = &self.cx.myself.shared.core;
             core.metrics.panics.incr();
             // The failed value's children go with it.
-            self.stop_children(Control::Kill(StopReason::SupervisorStopped)).await;
+            self.stop_children(Control::Kill(StopReason::SupervisorStopped))
+                .await;
             if self.factory.is_none() {
                 return Some(failure);
             }
@@ -285,7 +292,9 @@ impl<A: Actor> ActorCell<A> {
                     Some(owner) => {
                         owner.control(Control::ChildEscalated {
                             child: core.id,
-                            reason: StopReason::RestartLimitExceeded { last: Arc::clone(&last) },
+                            reason: StopReason::RestartLimitExceeded {
+                                last: Arc::clone(&last),
+                            },
                         });
                     }
                     None => tracing::error!(
@@ -313,7 +322,9 @@ impl<A: Actor> ActorCell<A> {
             }
             match self.restart(failure).await {
                 None => return None,
-                Some(StopReason::Panicked { message }) => failure = StopReason::Panicked { message },
+                Some(StopReason::Panicked { message }) => {
+                    failure = StopReason::Panicked { message }
+                }
                 Some(other) => return Some(other),
             }
         }
@@ -458,6 +469,19 @@ impl<A: Actor> Drop for ActorCell<A> {
                 StopReason::Killed
             };
             self.release(reason);
+            // The channel's queue lives as long as any sender (every
+            // `ActorRef`), so queued asks must be answered here. A sender
+            // caught mid-push on another thread gets a few chances to land.
+            let id = self.cx.id();
+            for _ in 0..64 {
+                while let Ok(env) = self.rx.try_recv() {
+                    env.reject(Reject::Stopped, id);
+                }
+                if self.cx.myself.shared.core.senders_inside() == 0 {
+                    break;
+                }
+                std::thread::yield_now();
+            }
         }
     }
 }

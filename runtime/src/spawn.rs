@@ -43,6 +43,7 @@ impl Default for Mailbox {
 ///     .name("inventory")
 ///     .mailbox(Mailbox::Bounded(64))
 ///     .supervise_children(SupervisionStrategy::all_for_one());
+/// # let _ = opts;
 /// ```
 #[derive(Clone, Default)]
 pub struct SpawnOptions {
@@ -115,10 +116,9 @@ impl Node {
         }
         let strategy = self.inner.default_supervision.clone();
         let weak = Arc::downgrade(parent);
-        Ok(Arc::clone(
-            core.children
-                .get_or_init(|| Arc::new(Supervisor::new(strategy, Some(weak)))),
-        ))
+        Ok(Arc::clone(core.children.get_or_init(|| {
+            Arc::new(Supervisor::new(strategy, Some(weak)))
+        })))
     }
 
     pub(crate) fn spawn_inner<A: Actor>(
@@ -199,7 +199,9 @@ impl Node {
         let run = ActorCell::new(actor, cx, rx, factory).run();
         let handle = inner.handle.spawn(run);
         let _ = shared.core.task.set(handle.abort_handle());
-        inner.spawned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inner
+            .spawned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(ActorRef { shared })
     }
 

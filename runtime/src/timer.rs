@@ -32,7 +32,9 @@ pub(crate) struct Timers<A: Actor> {
 
 impl<A: Actor> fmt::Debug for Timers<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timers").field("pending", &self.entries.len()).finish()
+        f.debug_struct("Timers")
+            .field("pending", &self.entries.len())
+            .finish()
     }
 }
 
@@ -80,8 +82,10 @@ impl<A: Actor> Timers<A> {
             TimerEntry::Once(make) => Some(make()),
             TimerEntry::Every { period, mut make } => {
                 let env = make();
-                self.entries
-                    .insert((at + period.max(Duration::from_nanos(1)), id), TimerEntry::Every { period, make });
+                self.entries.insert(
+                    (at + period.max(Duration::from_nanos(1)), id),
+                    TimerEntry::Every { period, make },
+                );
                 Some(env)
             }
         }
