@@ -39,3 +39,8 @@ pub use plexus_runtime::*;
 pub use plexus_codecs as codecs;
 /// Links between nodes and gateways for outside clients.
 pub use plexus_transports as transports;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
