@@ -72,6 +72,7 @@ mod recipient;
 mod registry;
 mod run;
 mod spawn;
+pub mod storage;
 pub mod supervision;
 mod timer;
 pub mod trace;

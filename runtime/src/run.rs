@@ -75,21 +75,21 @@ impl<A: Actor> ActorCell<A> {
 
     async fn main(&mut self) -> StopReason {
         let started = CatchUnwind(std::pin::pin!(self.actor.started(&mut self.cx))).await;
-        if let Err(p) = started {
-            if let Some(reason) = self.fail(StopReason::Panicked { message: p }).await {
-                return reason;
-            }
+        if let Err(p) = started
+            && let Some(reason) = self.fail(StopReason::Panicked { message: p }).await
+        {
+            return reason;
         }
         loop {
-            if self.shared().core.sys_pending.load(Ordering::Acquire) {
-                if let Some(reason) = self.handle_sys().await {
-                    return reason;
-                }
+            if self.shared().core.sys_pending.load(Ordering::Acquire)
+                && let Some(reason) = self.handle_sys().await
+            {
+                return reason;
             }
-            if self.draining.is_none() {
-                if let Some(reason) = self.cx.stop_reason_requested() {
-                    self.begin_drain(reason);
-                }
+            if self.draining.is_none()
+                && let Some(reason) = self.cx.stop_reason_requested()
+            {
+                self.begin_drain(reason);
             }
             if self.draining.is_none() && !self.cx.timers.is_empty() {
                 let now = self.cx.node.inner.clock.now();
@@ -124,10 +124,10 @@ impl<A: Actor> ActorCell<A> {
                         tokio::task::yield_now().await;
                         continue;
                     }
-                    if let Some(env) = self.wait().await {
-                        if let Some(reason) = self.dispatch(env).await {
-                            return reason;
-                        }
+                    if let Some(env) = self.wait().await
+                        && let Some(reason) = self.dispatch(env).await
+                    {
+                        return reason;
                     }
                 }
             }
@@ -147,10 +147,10 @@ impl<A: Actor> ActorCell<A> {
         poll_fn(|tcx| {
             // A due timer goes before a message that arrived at the same
             // time: the loop fires it, then takes the message.
-            if let Some(s) = sleep.as_mut() {
-                if s.as_mut().poll(tcx).is_ready() {
-                    return Poll::Ready(None);
-                }
+            if let Some(s) = sleep.as_mut()
+                && s.as_mut().poll(tcx).is_ready()
+            {
+                return Poll::Ready(None);
             }
             if let Poll::Ready(r) = Pin::new(&mut recv).poll(tcx) {
                 return Poll::Ready(r.ok());
@@ -230,12 +230,12 @@ impl<A: Actor> ActorCell<A> {
         let clock = Arc::clone(&self.cx.node.inner.clock);
         let core = &self.cx.myself.shared.core;
         let start = clock.now();
-        if let Some(deadline) = meta.deadline {
-            if start >= deadline {
-                core.metrics.expired.incr();
-                env.reject(Reject::Expired, core.id);
-                return None;
-            }
+        if let Some(deadline) = meta.deadline
+            && start >= deadline
+        {
+            core.metrics.expired.incr();
+            env.reject(Reject::Expired, core.id);
+            return None;
         }
         let span = tracing::debug_span!(
             parent: None,
