@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::actor::{Actor, StopReason};
 use crate::cell::{CellRef, Control, Shared, Sys, lock};
+use crate::clock::Clock;
 use crate::context::Context;
 use crate::envelope::{BoxEnvelope, CatchUnwind, HandleFuture, Outcome, Reject};
 use crate::spawn::Factory;
@@ -24,6 +25,9 @@ pub(crate) struct ActorCell<A: Actor> {
     rx: flume::Receiver<BoxEnvelope<A>>,
     factory: Option<Factory<A>>,
     window: RestartWindow,
+    /// The node's clock, held apart from `cx` so it can be read while a
+    /// handler borrows the context.
+    clock: Arc<dyn Clock>,
     /// Set once a graceful stop has begun: handle what is queued, then stop.
     draining: Option<StopReason>,
     released: bool,
@@ -53,7 +57,9 @@ impl<A: Actor> ActorCell<A> {
         rx: flume::Receiver<BoxEnvelope<A>>,
         factory: Option<Factory<A>>,
     ) -> Self {
+        let clock = Arc::clone(&cx.node.inner.clock);
         Self {
+            clock,
             actor,
             cx,
             rx,
@@ -227,9 +233,8 @@ impl<A: Actor> ActorCell<A> {
     /// Handle one message. `Some` = the actor must stop.
     async fn dispatch(&mut self, env: BoxEnvelope<A>) -> Option<StopReason> {
         let meta = *env.meta();
-        let clock = Arc::clone(&self.cx.node.inner.clock);
         let core = &self.cx.myself.shared.core;
-        let start = clock.now();
+        let start = self.clock.now();
         if let Some(deadline) = meta.deadline
             && start >= deadline
         {
@@ -255,7 +260,7 @@ impl<A: Actor> ActorCell<A> {
         self.cx.meta = None;
         let core = &self.cx.myself.shared.core;
         core.metrics
-            .record_handling(clock.now().saturating_duration_since(start));
+            .record_handling(self.clock.now().saturating_duration_since(start));
         core.metrics.handled.incr();
         match outcome {
             Outcome::Done => None,
