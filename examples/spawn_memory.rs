@@ -1,0 +1,89 @@
+//! Memory and time per idle actor.
+//!
+//! ```text
+//! cargo run --release --example spawn_memory -- 100000
+//! ```
+//!
+//! Spawns N idle actors (first argument, default 100,000) on a
+//! multi-thread node with the default 1024-message mailbox, waits until each
+//! has run `started`, and prints one line:
+//!
+//! ```text
+//! bytes_per_actor=<n> spawn_ns_per_actor=<n>
+//! ```
+//!
+//! `bytes_per_actor` is the growth of the resident set (second field of
+//! `/proc/self/statm`, in pages, times a page size of 4096 bytes, which is
+//! assumed rather than queried) divided by N; `spawn_ns_per_actor` is the
+//! time of the N `spawn` calls divided by N. Linux only (elsewhere the
+//! bytes read 0). The node is shut down at the end.
+#![allow(clippy::expect_used)] // an example aborts on setup failure
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use plexus::prelude::*;
+
+/// Page size assumed for `/proc/self/statm`.
+const PAGE: u64 = 4096;
+
+/// Actors that have run `started` (a static, so no per-actor bytes).
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+struct Idle;
+impl Actor for Idle {
+    async fn started(&mut self, _: &mut Context<Self>) {
+        STARTED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Resident set size in bytes.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * PAGE)
+}
+
+async fn wait_started(n: usize) {
+    while STARTED.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = match std::env::args().nth(1) {
+        Some(arg) => arg
+            .parse()
+            .expect("the first argument is the number of actors"),
+        None => 100_000,
+    };
+    let node = Node::builder().build();
+    // Warm up the allocator and the runtime so that their one-off growth
+    // is not charged to the actors.
+    let warm: Vec<ActorRef<Idle>> = (0..1000).map(|_| node.spawn(Idle)).collect();
+    wait_started(1000).await;
+    for a in &warm {
+        a.stop();
+        a.terminated().await;
+    }
+
+    let before = rss();
+    let start = Instant::now();
+    let actors: Vec<ActorRef<Idle>> = (0..n).map(|_| node.spawn(Idle)).collect();
+    let spawn_time = start.elapsed();
+    // Measure live actors parked on their mailboxes, not queued tasks.
+    wait_started(1000 + n).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = rss();
+
+    let per = |total: u64| total / (n.max(1) as u64);
+    println!(
+        "bytes_per_actor={} spawn_ns_per_actor={}",
+        per(after.saturating_sub(before)),
+        per(u64::try_from(spawn_time.as_nanos()).unwrap_or(u64::MAX)),
+    );
+    drop(actors);
+    node.shutdown(Duration::from_secs(10)).await;
+}
