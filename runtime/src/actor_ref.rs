@@ -155,10 +155,7 @@ impl<A: Actor> ActorRef<A> {
             return Err(SendError::Closed { msg, id: core.id });
         }
         let _inside = InFlight(core);
-        let env: BoxEnvelope<A> = Box::new(Tell {
-            msg,
-            meta: self.tell_meta(),
-        });
+        let env: BoxEnvelope<A> = Tell::boxed(msg, self.tell_meta());
         let env = match self.shared.tx.try_send(env) {
             Ok(()) => return Ok(()),
             Err(flume::TrySendError::Full(env)) => match self.shared.tx.send_async(env).await {
@@ -189,10 +186,7 @@ impl<A: Actor> ActorRef<A> {
             return Err(TrySendError::Closed { msg, id: core.id });
         }
         let _inside = InFlight(core);
-        let env: BoxEnvelope<A> = Box::new(Tell {
-            msg,
-            meta: self.tell_meta(),
-        });
+        let env: BoxEnvelope<A> = Tell::boxed(msg, self.tell_meta());
         match self.shared.tx.try_send(env) {
             Ok(()) => Ok(()),
             Err(flume::TrySendError::Full(env)) => Err(TrySendError::Full {
@@ -343,10 +337,10 @@ impl<A: Actor> ActorRef<A> {
     }
 }
 
-fn recover_tell<A: Actor, M: Message>(env: BoxEnvelope<A>) -> M {
-    match env.into_any().downcast::<Tell<M>>() {
-        Ok(tell) => tell.msg,
-        Err(_) => unreachable!("an envelope built as Tell<M> downcasts to Tell<M>"),
+fn recover_tell<A: Actor, M: Message>(mut env: BoxEnvelope<A>) -> M {
+    match env.take_message().map(|m| m.downcast::<M>()) {
+        Some(Ok(msg)) => *msg,
+        _ => unreachable!("an envelope built by Tell::boxed::<M> still holds its M"),
     }
 }
 
@@ -408,7 +402,7 @@ where
             .deadline
             .unwrap_or_else(|| now + self.timeout.unwrap_or(node.ask_timeout));
         let cur = trace::current();
-        let deadline = match cur.and_then(|c| c.deadline) {
+        let deadline = match cur.as_ref().and_then(|c| c.deadline) {
             Some(inherited) => own.min(inherited),
             None => own,
         };
@@ -432,19 +426,18 @@ where
             return fut;
         }
         let meta = Meta {
-            correlation: match cur {
+            correlation: match &cur {
                 Some(c) => c.correlation,
                 None => node.next_correlation(),
             },
-            trace: self.trace.or(cur.and_then(|c| c.trace)),
+            trace: match self.trace {
+                Some(t) => Some(Arc::new(t)),
+                None => cur.and_then(|c| c.trace),
+            },
             deadline: Some(deadline),
         };
         let (tx, rx) = oneshot::channel();
-        let env: BoxEnvelope<A> = Box::new(Ask {
-            msg: self.msg,
-            meta,
-            reply: tx,
-        });
+        let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
         match shared.tx.try_send(env) {
             Ok(()) => {
                 core.leave();

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::actor::{Actor, ActorId, Handler, Message, StopReason, Terminated};
+use crate::actor::{Actor, ActorId, Handler, Message, Terminated};
 use crate::actor_ref::ActorRef;
 use crate::cell::Sys;
 use crate::envelope::{BoxEnvelope, Tell};
@@ -85,7 +85,7 @@ impl<A: Actor> Context<A> {
 
     /// The deadline of the message being handled, if it has one (asks do).
     pub fn deadline(&self) -> Option<Instant> {
-        self.meta.and_then(|m| m.deadline)
+        self.meta.as_ref().and_then(|m| m.deadline)
     }
 
     /// Time left before the current message's deadline; `None` without one.
@@ -98,12 +98,12 @@ impl<A: Actor> Context<A> {
     /// The correlation id of the message being handled (shared by every
     /// message sent while handling it).
     pub fn correlation_id(&self) -> Option<u64> {
-        self.meta.map(|m| m.correlation)
+        self.meta.as_ref().map(|m| m.correlation)
     }
 
     /// The trace context of the message being handled, if it carries one.
     pub fn trace(&self) -> Option<TraceContext> {
-        self.meta.and_then(|m| m.trace)
+        self.meta.as_ref().and_then(|m| m.trace.as_deref().copied())
     }
 
     fn supervisor(&self) -> Arc<Supervisor> {
@@ -167,10 +167,7 @@ impl<A: Actor> Context<A> {
         let me = Arc::downgrade(&self.myself.shared);
         other.core().on_death(Box::new(move |t: &Terminated| {
             if let Some(me) = me.upgrade() {
-                let env: BoxEnvelope<A> = Box::new(Tell {
-                    msg: t.clone(),
-                    meta: notice_meta(),
-                });
+                let env: BoxEnvelope<A> = Tell::boxed(t.clone(), notice_meta());
                 me.push_sys(Sys::Deliver(env));
             }
         }));
@@ -186,12 +183,7 @@ impl<A: Actor> Context<A> {
         let at = self.now() + delay;
         self.timers.add(
             at,
-            TimerEntry::Once(Box::new(move || {
-                Box::new(Tell {
-                    msg,
-                    meta: notice_meta(),
-                }) as BoxEnvelope<A>
-            })),
+            TimerEntry::Once(Box::new(move || Tell::boxed(msg, notice_meta()))),
         )
     }
 
@@ -209,12 +201,7 @@ impl<A: Actor> Context<A> {
             at,
             TimerEntry::Every {
                 period,
-                make: Box::new(move || {
-                    Box::new(Tell {
-                        msg: make(),
-                        meta: notice_meta(),
-                    }) as BoxEnvelope<A>
-                }),
+                make: Box::new(move || Tell::boxed(make(), notice_meta())),
             },
         )
     }
@@ -222,9 +209,5 @@ impl<A: Actor> Context<A> {
     /// Cancel a timer; `false` if it already fired (one-shot) or is unknown.
     pub fn cancel_timer(&mut self, id: TimerId) -> bool {
         self.timers.cancel(id)
-    }
-
-    pub(crate) fn stop_reason_requested(&self) -> Option<StopReason> {
-        self.stop_requested.then_some(StopReason::Normal)
     }
 }

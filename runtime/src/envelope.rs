@@ -8,15 +8,41 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use smallbox::space::S8;
+use smallbox::{SmallBox, smallbox};
 use tokio::sync::oneshot;
+use tokio_util::sync::ReusableBoxFuture;
 
 use crate::actor::{Actor, ActorId, Handler, Message};
 use crate::context::Context;
 use crate::error::AskError;
 use crate::trace::Meta;
 
-/// The future of one handled message.
-pub(crate) type HandleFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+/// What the handler future hands back: the actor and its context (moved
+/// into the future for the handler's duration), and how handling ended.
+pub(crate) type Handled<A> = (Box<Held<A>>, Outcome);
+
+/// The actor value and its context, moved as one pointer into each handler
+/// future so the future is `'static` and its allocation can be reused.
+pub(crate) struct Held<A: Actor> {
+    pub(crate) actor: A,
+    pub(crate) cx: Context<A>,
+}
+
+/// One reusable allocation for the handler futures of one actor: handling a
+/// message of the same type as the last one allocates nothing.
+pub(crate) type Slot<A> = ReusableBoxFuture<'static, Handled<A>>;
+
+/// Put `fut` in the slot, reusing its allocation when the layout matches.
+pub(crate) fn place<A: Actor, F>(slot: &mut Option<Slot<A>>, fut: F)
+where
+    F: Future<Output = Handled<A>> + Send + 'static,
+{
+    match slot {
+        Some(s) => s.set(fut),
+        None => *slot = Some(ReusableBoxFuture::new(fut)),
+    }
+}
 
 /// How handling one message ended.
 pub(crate) enum Outcome {
@@ -37,18 +63,34 @@ pub(crate) trait Envelope<A: Actor>: Send + 'static {
     fn meta(&self) -> &Meta;
     fn message_type(&self) -> &'static str;
     fn is_ask(&self) -> bool;
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, cx: &'a mut Context<A>) -> HandleFuture<'a>;
+    /// Move the message and `held` into a handler future placed in `slot`.
+    /// Returns `held` back if the message was already taken.
+    fn start(&mut self, held: Box<Held<A>>, slot: &mut Option<Slot<A>>)
+    -> Result<(), Box<Held<A>>>;
     /// Answer the asker (if any) with the matching error instead of handling.
-    fn reject(self: Box<Self>, why: Reject, id: ActorId);
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    fn reject(&mut self, why: Reject, id: ActorId);
+    /// The message, boxed, if it was not taken (for handing it back on a
+    /// failed send).
+    fn take_message(&mut self) -> Option<Box<dyn Any + Send>>;
 }
 
-pub(crate) type BoxEnvelope<A> = Box<dyn Envelope<A>>;
+/// The unit a mailbox holds: small envelopes are stored inline (no
+/// allocation per message), larger ones on the heap.
+pub(crate) type BoxEnvelope<A> = SmallBox<dyn Envelope<A>, S8>;
 
 /// A one-way message.
 pub(crate) struct Tell<M> {
-    pub(crate) msg: M,
+    pub(crate) msg: Option<M>,
     pub(crate) meta: Meta,
+}
+
+impl<M: Message> Tell<M> {
+    pub(crate) fn boxed<A: Handler<M>>(msg: M, meta: Meta) -> BoxEnvelope<A> {
+        smallbox!(Self {
+            msg: Some(msg),
+            meta
+        })
+    }
 }
 
 impl<A, M> Envelope<A> for Tell<M>
@@ -68,21 +110,32 @@ where
         false
     }
 
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, cx: &'a mut Context<A>) -> HandleFuture<'a> {
-        let msg = self.msg;
-        Box::pin(async move {
-            let fut = std::pin::pin!(actor.handle(msg, cx));
-            match CatchUnwind(fut).await {
-                Ok(_) => Outcome::Done,
-                Err(message) => Outcome::Panicked(message),
-            }
-        })
+    fn start(
+        &mut self,
+        mut held: Box<Held<A>>,
+        slot: &mut Option<Slot<A>>,
+    ) -> Result<(), Box<Held<A>>> {
+        let Some(msg) = self.msg.take() else {
+            return Err(held);
+        };
+        place(slot, async move {
+            let h = &mut *held;
+            let outcome = {
+                let fut = std::pin::pin!(h.actor.handle(msg, &mut h.cx));
+                match CatchUnwind(fut).await {
+                    Ok(_) => Outcome::Done,
+                    Err(message) => Outcome::Panicked(message),
+                }
+            };
+            (held, outcome)
+        });
+        Ok(())
     }
 
-    fn reject(self: Box<Self>, _why: Reject, _id: ActorId) {}
+    fn reject(&mut self, _why: Reject, _id: ActorId) {}
 
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
+    fn take_message(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.msg.take().map(|m| Box::new(m) as Box<dyn Any + Send>)
     }
 }
 
@@ -91,9 +144,23 @@ pub(crate) type ReplyTx<R> = oneshot::Sender<Result<R, AskError>>;
 
 /// A request that wants a reply.
 pub(crate) struct Ask<M: Message> {
-    pub(crate) msg: M,
+    pub(crate) msg: Option<M>,
     pub(crate) meta: Meta,
-    pub(crate) reply: ReplyTx<M::Reply>,
+    pub(crate) reply: Option<ReplyTx<M::Reply>>,
+}
+
+impl<M: Message> Ask<M> {
+    pub(crate) fn boxed<A: Handler<M>>(
+        msg: M,
+        meta: Meta,
+        reply: ReplyTx<M::Reply>,
+    ) -> BoxEnvelope<A> {
+        smallbox!(Self {
+            msg: Some(msg),
+            meta,
+            reply: Some(reply),
+        })
+    }
 }
 
 impl<A, M> Envelope<A> for Ask<M>
@@ -113,30 +180,41 @@ where
         true
     }
 
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, cx: &'a mut Context<A>) -> HandleFuture<'a> {
-        let Self { msg, reply, .. } = *self;
-        Box::pin(async move {
-            let id = cx.id();
-            let fut = std::pin::pin!(actor.handle(msg, cx));
-            match CatchUnwind(fut).await {
-                Ok(value) => {
-                    // The asker may have given up (timeout, dropped future):
-                    // the late reply is dropped here, nothing is kept.
-                    let _ = reply.send(Ok(value));
-                    Outcome::Done
+    fn start(
+        &mut self,
+        mut held: Box<Held<A>>,
+        slot: &mut Option<Slot<A>>,
+    ) -> Result<(), Box<Held<A>>> {
+        let (Some(msg), Some(reply)) = (self.msg.take(), self.reply.take()) else {
+            return Err(held);
+        };
+        place(slot, async move {
+            let h = &mut *held;
+            let id = h.cx.id();
+            let outcome = {
+                let fut = std::pin::pin!(h.actor.handle(msg, &mut h.cx));
+                match CatchUnwind(fut).await {
+                    Ok(value) => {
+                        // The asker may have given up (timeout, dropped
+                        // future): the late reply is dropped here.
+                        let _ = reply.send(Ok(value));
+                        Outcome::Done
+                    }
+                    Err(message) => {
+                        let _ = reply.send(Err(AskError::HandlerPanicked {
+                            id,
+                            message: message.clone(),
+                        }));
+                        Outcome::Panicked(message)
+                    }
                 }
-                Err(message) => {
-                    let _ = reply.send(Err(AskError::HandlerPanicked {
-                        id,
-                        message: message.clone(),
-                    }));
-                    Outcome::Panicked(message)
-                }
-            }
-        })
+            };
+            (held, outcome)
+        });
+        Ok(())
     }
 
-    fn reject(self: Box<Self>, why: Reject, id: ActorId) {
+    fn reject(&mut self, why: Reject, id: ActorId) {
         let err = match why {
             // The asker's own timer reports the budget; this only stops the
             // request from being handled late.
@@ -145,11 +223,13 @@ where
             },
             Reject::Stopped => AskError::Stopped { id },
         };
-        let _ = self.reply.send(Err(err));
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(Err(err));
+        }
     }
 
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
+    fn take_message(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.msg.take().map(|m| Box::new(m) as Box<dyn Any + Send>)
     }
 }
 
@@ -178,5 +258,29 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Arc<str> {
         Arc::from(s.as_str())
     } else {
         Arc::from("non-string panic payload")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small messages must fit the inline space of `BoxEnvelope` (S8 = 64
+    /// bytes), or every send allocates.
+    struct Small(#[allow(dead_code)] u64);
+    impl Message for Small {
+        type Reply = u64;
+    }
+
+    #[test]
+    fn small_envelopes_fit_inline() {
+        assert!(
+            std::mem::size_of::<Meta>() <= 32,
+            "{}",
+            std::mem::size_of::<Meta>()
+        );
+        assert!(std::mem::size_of::<Tell<u64>>() <= 64);
+        assert!(std::mem::size_of::<Ask<Small>>() <= 64);
+        assert!(std::mem::size_of::<Tell<[u64; 3]>>() <= 64);
     }
 }

@@ -188,7 +188,9 @@ pub struct ActorMetricsSnapshot {
     pub rejected: u64,
     /// Tells discarded because the actor was killed before handling them.
     pub dropped: u64,
-    /// Time spent in handlers, per message, on the node's clock.
+    /// Time spent in handlers, on the node's clock, for one message in
+    /// [`NodeBuilder::handling_time_sample`](crate::NodeBuilder::handling_time_sample)
+    /// (default 8, the first one included).
     pub handling_time: HistogramSnapshot,
 }
 

@@ -1,12 +1,17 @@
 //! The actor's task: the loop that takes messages from the priority lane,
 //! due timers and the mailbox, runs handlers one at a time, applies
 //! supervision on failure, and cleans up on the way out.
+//!
+//! The actor value and its `Context` travel together (`Held`) into each
+//! handler future, so that future is `'static` and lives in one reusable
+//! allocation (`Slot`); with small messages stored inline in the mailbox, a
+//! steady stream of one message type allocates nothing per message.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context as TaskContext, Poll};
+use std::task::Poll;
 
 use tracing::Instrument;
 
@@ -14,40 +19,40 @@ use crate::actor::{Actor, StopReason};
 use crate::cell::{CellRef, Control, Shared, Sys, lock};
 use crate::clock::Clock;
 use crate::context::Context;
-use crate::envelope::{BoxEnvelope, CatchUnwind, HandleFuture, Outcome, Reject};
+use crate::envelope::{BoxEnvelope, CatchUnwind, Held, Outcome, Reject, Slot};
 use crate::spawn::Factory;
 use crate::supervision::{RestartWindow, Strategy};
-use crate::trace::{self, Meta};
+use crate::trace;
 
 pub(crate) struct ActorCell<A: Actor> {
-    actor: A,
-    cx: Context<A>,
+    /// The actor and its context; `None` only while a handler runs.
+    held: Option<Box<Held<A>>>,
+    shared: Arc<Shared<A>>,
+    clock: Arc<dyn Clock>,
+    /// Handling time is measured for one message in this many.
+    timing_sample: u64,
     rx: flume::Receiver<BoxEnvelope<A>>,
+    slot: Option<Slot<A>>,
     factory: Option<Factory<A>>,
     window: RestartWindow,
-    /// The node's clock, held apart from `cx` so it can be read while a
-    /// handler borrows the context.
-    clock: Arc<dyn Clock>,
     /// Set once a graceful stop has begun: handle what is queued, then stop.
     draining: Option<StopReason>,
+    /// Whether the loop already yielded once on an empty mailbox.
+    yielded: bool,
     released: bool,
 }
 
-/// A handler's future, run with its message's metadata as the current one,
-/// so that sends and asks made inside inherit correlation, trace and
-/// deadline.
-struct WithMeta<'a> {
-    fut: HandleFuture<'a>,
-    meta: Meta,
-}
-
-impl Future for WithMeta<'_> {
-    type Output = Outcome;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Outcome> {
-        let meta = self.meta;
-        trace::with_current(meta, || self.fut.as_mut().poll(cx))
-    }
+/// Run a lifecycle hook on the held actor, catching a panic.
+macro_rules! hook {
+    ($self:ident, |$a:ident, $cx:ident| $call:expr) => {{
+        match $self.held.as_deref_mut() {
+            Some(h) => {
+                let ($a, $cx) = (&mut h.actor, &mut h.cx);
+                CatchUnwind(std::pin::pin!($call)).await
+            }
+            None => Ok(()),
+        }
+    }};
 }
 
 impl<A: Actor> ActorCell<A> {
@@ -57,49 +62,54 @@ impl<A: Actor> ActorCell<A> {
         rx: flume::Receiver<BoxEnvelope<A>>,
         factory: Option<Factory<A>>,
     ) -> Self {
-        let clock = Arc::clone(&cx.node.inner.clock);
         Self {
-            clock,
-            actor,
-            cx,
+            clock: Arc::clone(&cx.node.inner.clock),
+            timing_sample: cx.node.inner.timing_sample,
+            shared: Arc::clone(&cx.myself.shared),
+            held: Some(Box::new(Held { actor, cx })),
             rx,
+            slot: None,
             factory,
             window: RestartWindow::default(),
             draining: None,
+            yielded: false,
             released: false,
         }
     }
 
-    fn shared(&self) -> &Arc<Shared<A>> {
-        &self.cx.myself.shared
+    fn cx(&mut self) -> Option<&mut Context<A>> {
+        self.held.as_deref_mut().map(|h| &mut h.cx)
     }
 
     pub(crate) async fn run(mut self) {
         let reason = self.main().await;
-        self.finish(reason).await;
+        // Rare paths are boxed so the idle actor's task stays small.
+        Box::pin(self.finish(reason)).await;
     }
 
     async fn main(&mut self) -> StopReason {
-        let started = CatchUnwind(std::pin::pin!(self.actor.started(&mut self.cx))).await;
+        let started = hook!(self, |a, cx| a.started(cx));
         if let Err(p) = started
-            && let Some(reason) = self.fail(StopReason::Panicked { message: p }).await
+            && let Some(reason) = Box::pin(self.fail(StopReason::Panicked { message: p })).await
         {
             return reason;
         }
         loop {
-            if self.shared().core.sys_pending.load(Ordering::Acquire)
-                && let Some(reason) = self.handle_sys().await
+            if self.shared.core.sys_pending.load(Ordering::Acquire)
+                && let Some(reason) = Box::pin(self.handle_sys()).await
             {
                 return reason;
             }
-            if self.draining.is_none()
-                && let Some(reason) = self.cx.stop_reason_requested()
-            {
-                self.begin_drain(reason);
+            if self.draining.is_none() && self.cx().is_some_and(|cx| cx.stop_requested) {
+                self.begin_drain(StopReason::Normal);
             }
-            if self.draining.is_none() && !self.cx.timers.is_empty() {
-                let now = self.cx.node.inner.clock.now();
-                if let Some(env) = self.cx.timers.pop_due(now) {
+            if self.draining.is_none() {
+                let now = self.clock.now();
+                let due = match self.cx() {
+                    Some(cx) if !cx.timers.is_empty() => cx.timers.pop_due(now),
+                    _ => None,
+                };
+                if let Some(env) = due {
                     if let Some(reason) = self.dispatch(env).await {
                         return reason;
                     }
@@ -108,13 +118,14 @@ impl<A: Actor> ActorCell<A> {
             }
             match self.rx.try_recv() {
                 Ok(env) => {
+                    self.yielded = false;
                     if let Some(reason) = self.dispatch(env).await {
                         return reason;
                     }
                 }
                 Err(_) => {
                     if let Some(reason) = &self.draining {
-                        if self.shared().core.senders_inside() == 0 {
+                        if self.shared.core.senders_inside() == 0 {
                             // Nobody can enqueue any more: one last look.
                             match self.rx.try_recv() {
                                 Ok(env) => {
@@ -130,6 +141,14 @@ impl<A: Actor> ActorCell<A> {
                         tokio::task::yield_now().await;
                         continue;
                     }
+                    // Empty: give a producer on another worker one turn to
+                    // refill before parking, which costs a wake-up later.
+                    if !self.yielded {
+                        self.yielded = true;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    self.yielded = false;
                     if let Some(env) = self.wait().await
                         && let Some(reason) = self.dispatch(env).await
                     {
@@ -143,12 +162,12 @@ impl<A: Actor> ActorCell<A> {
     /// Wait for a mailbox message (returned), or for a system message or a
     /// due timer (`None`: the loop looks again).
     async fn wait(&mut self) -> Option<BoxEnvelope<A>> {
-        let shared = Arc::clone(self.shared());
-        let mut sleep = self
-            .cx
-            .timers
-            .next_deadline()
-            .map(|at| self.cx.node.inner.clock.sleep_until(at));
+        let shared = &self.shared;
+        let next = self
+            .held
+            .as_deref()
+            .and_then(|h| h.cx.timers.next_deadline());
+        let mut sleep = next.map(|at| self.clock.sleep_until(at));
         let mut recv = self.rx.recv_async();
         poll_fn(|tcx| {
             // A due timer goes before a message that arrived at the same
@@ -161,15 +180,13 @@ impl<A: Actor> ActorCell<A> {
             if let Poll::Ready(r) = Pin::new(&mut recv).poll(tcx) {
                 return Poll::Ready(r.ok());
             }
-            {
-                let mut lane = lock(&shared.sys);
-                if !lane.queue.is_empty() {
-                    return Poll::Ready(None);
-                }
-                match &lane.waker {
-                    Some(w) if w.will_wake(tcx.waker()) => {}
-                    _ => lane.waker = Some(tcx.waker().clone()),
-                }
+            let mut lane = lock(&shared.sys);
+            if !lane.queue.is_empty() {
+                return Poll::Ready(None);
+            }
+            match &lane.waker {
+                Some(w) if w.will_wake(tcx.waker()) => {}
+                _ => lane.waker = Some(tcx.waker().clone()),
             }
             Poll::Pending
         })
@@ -177,8 +194,10 @@ impl<A: Actor> ActorCell<A> {
     }
 
     fn begin_drain(&mut self, reason: StopReason) {
-        self.shared().core.close();
-        self.cx.timers.clear();
+        self.shared.core.close();
+        if let Some(cx) = self.cx() {
+            cx.timers.clear();
+        }
         if self.draining.is_none() {
             self.draining = Some(reason);
         }
@@ -188,18 +207,14 @@ impl<A: Actor> ActorCell<A> {
     async fn handle_sys(&mut self) -> Option<StopReason> {
         loop {
             let item = {
-                let mut lane = lock(&self.shared().sys);
+                let mut lane = lock(&self.shared.sys);
                 let item = lane.queue.pop_front();
                 if lane.queue.is_empty() {
-                    self.shared()
-                        .core
-                        .sys_pending
-                        .store(false, Ordering::Release);
+                    self.shared.core.sys_pending.store(false, Ordering::Release);
                 }
                 item
             };
-            let item = item?;
-            match item {
+            match item? {
                 Sys::Deliver(env) => {
                     if let Some(reason) = self.dispatch(env).await {
                         return Some(reason);
@@ -222,7 +237,7 @@ impl<A: Actor> ActorCell<A> {
                     let failure = StopReason::RestartLimitExceeded {
                         last: format!("child {child} escalated: {reason}").into(),
                     };
-                    if let Some(reason) = self.fail(failure).await {
+                    if let Some(reason) = Box::pin(self.fail(failure)).await {
                         return Some(reason);
                     }
                 }
@@ -231,17 +246,20 @@ impl<A: Actor> ActorCell<A> {
     }
 
     /// Handle one message. `Some` = the actor must stop.
-    async fn dispatch(&mut self, env: BoxEnvelope<A>) -> Option<StopReason> {
-        let meta = *env.meta();
-        let core = &self.cx.myself.shared.core;
-        let start = self.clock.now();
+    async fn dispatch(&mut self, mut env: BoxEnvelope<A>) -> Option<StopReason> {
+        let meta = env.meta().clone();
+        let core = &self.shared.core;
         if let Some(deadline) = meta.deadline
-            && start >= deadline
+            && self.clock.now() >= deadline
         {
             core.metrics.expired.incr();
             env.reject(Reject::Expired, core.id);
             return None;
         }
+        let Some(mut held) = self.held.take() else {
+            env.reject(Reject::Stopped, core.id);
+            return Some(StopReason::Killed);
+        };
         let span = tracing::debug_span!(
             parent: None,
             "handle",
@@ -250,23 +268,40 @@ impl<A: Actor> ActorCell<A> {
             message = env.message_type(),
             correlation = meta.correlation,
         );
-        self.cx.meta = Some(meta);
-        let outcome = WithMeta {
-            fut: env.handle(&mut self.actor, &mut self.cx),
-            meta,
+        let timed = core
+            .metrics
+            .handled
+            .get()
+            .is_multiple_of(self.timing_sample);
+        let start = timed.then(|| self.clock.now());
+        held.cx.meta = Some(meta.clone());
+        if let Err(held) = env.start(held, &mut self.slot) {
+            self.held = Some(held);
+            return None;
         }
-        .instrument(span)
-        .await;
-        self.cx.meta = None;
-        let core = &self.cx.myself.shared.core;
-        core.metrics
-            .record_handling(self.clock.now().saturating_duration_since(start));
+        drop(env);
+        let Some(slot) = self.slot.as_mut() else {
+            return Some(StopReason::Killed);
+        };
+        let poll = poll_fn(|tcx| trace::with_current(meta.clone(), || slot.poll(tcx)));
+        let (mut held, outcome) = if span.is_disabled() {
+            poll.await
+        } else {
+            poll.instrument(span).await
+        };
+        held.cx.meta = None;
+        self.held = Some(held);
+        let core = &self.shared.core;
+        if let Some(start) = start {
+            core.metrics
+                .record_handling(self.clock.now().saturating_duration_since(start));
+        }
         core.metrics.handled.incr();
         match outcome {
             Outcome::Done => None,
             Outcome::Panicked(message) => {
                 tracing::warn!(actor = %core.id, %message, "handler panicked");
-                self.fail(StopReason::Panicked { message }).await
+                Box::pin(self.fail(StopReason::Panicked { message })).await
             }
         }
     }
@@ -275,18 +310,16 @@ impl<A: Actor> ActorCell<A> {
     /// was restarted and goes on; `Some` = it stops with that reason.
     async fn fail(&mut self, mut failure: StopReason) -> Option<StopReason> {
         loop {
-            let core = &self.cx.myself.shared.core;
-            core.metrics.panics.incr();
+            self.shared.core.metrics.panics.incr();
             // The failed value's children go with it.
             self.stop_children(Control::Kill(StopReason::SupervisorStopped))
                 .await;
             if self.factory.is_none() {
                 return Some(failure);
             }
-            let core = &self.cx.myself.shared.core;
+            let core = &self.shared.core;
             let parent = Arc::clone(&core.parent);
-            let clock = Arc::clone(&core.node.clock);
-            let now = clock.now();
+            let now = self.clock.now();
             let admitted = match parent.strategy.strategy {
                 Strategy::OneForOne => self.window.admit(now, &parent.strategy),
                 Strategy::AllForOne => lock(&parent.group).admit(now, &parent.strategy),
@@ -321,9 +354,15 @@ impl<A: Actor> ActorCell<A> {
                     s.control(Control::Restart(failure.clone()));
                 }
             }
-            let delay = parent.strategy.backoff.delay(n, &mut self.cx.rng);
+            let delay = match self.cx() {
+                Some(cx) => parent.strategy.backoff.delay(n, &mut cx.rng),
+                None => parent
+                    .strategy
+                    .backoff
+                    .delay(n, &mut fastrand::Rng::with_seed(n.into())),
+            };
             if !delay.is_zero() {
-                clock.sleep_until(now + delay).await;
+                self.clock.sleep_until(now + delay).await;
             }
             match self.restart(failure).await {
                 None => return None,
@@ -348,16 +387,19 @@ impl<A: Actor> ActorCell<A> {
                 });
             }
         };
-        self.actor = fresh;
-        self.cx.restarts += 1;
-        self.cx.timers.clear();
-        self.cx.myself.shared.core.metrics.restarts.incr();
-        tracing::info!(actor = %self.cx.id(), restarts = self.cx.restarts, "restarted");
-        let hook = CatchUnwind(std::pin::pin!(self.actor.restarted(&failure, &mut self.cx))).await;
+        let Some(held) = self.held.as_deref_mut() else {
+            return Some(StopReason::Killed);
+        };
+        held.actor = fresh;
+        held.cx.restarts += 1;
+        held.cx.timers.clear();
+        self.shared.core.metrics.restarts.incr();
+        tracing::info!(actor = %held.cx.id(), restarts = held.cx.restarts, "restarted");
+        let hook = hook!(self, |a, cx| a.restarted(&failure, cx));
         if let Err(message) = hook {
             return Some(StopReason::Panicked { message });
         }
-        let hook = CatchUnwind(std::pin::pin!(self.actor.started(&mut self.cx))).await;
+        let hook = hook!(self, |a, cx| a.started(cx));
         if let Err(message) = hook {
             return Some(StopReason::Panicked { message });
         }
@@ -366,7 +408,7 @@ impl<A: Actor> ActorCell<A> {
 
     /// Send `how` to every child and wait until they have all stopped.
     async fn stop_children(&mut self, how: Control) {
-        let Some(sup) = self.cx.myself.shared.core.children.get().cloned() else {
+        let Some(sup) = self.shared.core.children.get().cloned() else {
             return;
         };
         let kids: Vec<CellRef> = lock(&sup.children).live.values().cloned().collect();
@@ -386,13 +428,16 @@ impl<A: Actor> ActorCell<A> {
     }
 
     async fn finish(mut self, reason: StopReason) {
-        let core = &self.cx.myself.shared.core;
+        let shared = Arc::clone(&self.shared);
+        let core = &shared.core;
         core.close();
-        self.cx.timers.clear();
+        if let Some(cx) = self.cx() {
+            cx.timers.clear();
+        }
         // Reject what is still queued; wait out senders mid-push.
         let mut rejected_tells = 0u64;
         loop {
-            while let Ok(env) = self.rx.try_recv() {
+            while let Ok(mut env) = self.rx.try_recv() {
                 if env.is_ask() {
                     core.metrics.rejected.incr();
                 } else {
@@ -420,13 +465,16 @@ impl<A: Actor> ActorCell<A> {
         };
         self.stop_children(how).await;
         if !reason.is_failure() {
-            let hook = CatchUnwind(std::pin::pin!(self.actor.stopping(&mut self.cx))).await;
+            let hook = hook!(self, |a, cx| a.stopping(cx));
             if let Err(m) = hook {
-                tracing::warn!(actor = %self.cx.id(), message = %m, "stopping hook panicked");
+                tracing::warn!(actor = %core.id, message = %m, "stopping hook panicked");
             }
-            let hook = CatchUnwind(std::pin::pin!(self.actor.stopped(&reason))).await;
+            let hook = match self.held.as_deref_mut() {
+                Some(h) => CatchUnwind(std::pin::pin!(h.actor.stopped(&reason))).await,
+                None => Ok(()),
+            };
             if let Err(m) = hook {
-                tracing::warn!(actor = %self.cx.id(), message = %m, "stopped hook panicked");
+                tracing::warn!(actor = %core.id, message = %m, "stopped hook panicked");
             }
         }
         self.release(reason);
@@ -439,11 +487,10 @@ impl<A: Actor> ActorCell<A> {
             return;
         }
         self.released = true;
-        let shared = Arc::clone(self.shared());
-        let core = &shared.core;
+        let core = &self.shared.core;
         core.close();
         let leftover = {
-            let mut lane = lock(&shared.sys);
+            let mut lane = lock(&self.shared.sys);
             lane.closed = true;
             lane.waker = None;
             std::mem::take(&mut lane.queue)
@@ -465,10 +512,9 @@ impl<A: Actor> ActorCell<A> {
 impl<A: Actor> Drop for ActorCell<A> {
     fn drop(&mut self) {
         // Only reached without `finish` when the task was aborted (or the
-        // runtime dropped it): queued asks fail with `Stopped` as their
-        // reply slots drop with the receiver.
+        // runtime dropped it).
         if !self.released {
-            let reason = if self.cx.node.inner.is_shutting_down() {
+            let reason = if self.shared.core.node.is_shutting_down() {
                 StopReason::Shutdown
             } else {
                 StopReason::Killed
@@ -477,12 +523,12 @@ impl<A: Actor> Drop for ActorCell<A> {
             // The channel's queue lives as long as any sender (every
             // `ActorRef`), so queued asks must be answered here. A sender
             // caught mid-push on another thread gets a few chances to land.
-            let id = self.cx.id();
+            let id = self.shared.core.id;
             for _ in 0..64 {
-                while let Ok(env) = self.rx.try_recv() {
+                while let Ok(mut env) = self.rx.try_recv() {
                     env.reject(Reject::Stopped, id);
                 }
-                if self.cx.myself.shared.core.senders_inside() == 0 {
+                if self.shared.core.senders_inside() == 0 {
                     break;
                 }
                 std::thread::yield_now();

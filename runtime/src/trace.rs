@@ -8,6 +8,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A W3C trace context (the parts of `traceparent` plexus keeps).
@@ -39,11 +40,13 @@ impl fmt::Debug for TraceContext {
     }
 }
 
-/// Per-message metadata, carried in the envelope.
-#[derive(Clone, Copy, Debug)]
+/// Per-message metadata, carried in the envelope. Kept to four words (the
+/// trace context, rare on the hot path, sits behind an `Arc`) so that small
+/// messages fit inline in the mailbox.
+#[derive(Clone, Debug)]
 pub(crate) struct Meta {
     pub(crate) correlation: u64,
-    pub(crate) trace: Option<TraceContext>,
+    pub(crate) trace: Option<Arc<TraceContext>>,
     pub(crate) deadline: Option<Instant>,
 }
 
@@ -56,7 +59,12 @@ thread_local! {
 
 /// The metadata of the message being handled on this thread, if any.
 pub(crate) fn current() -> Option<Meta> {
-    CURRENT.with(Cell::get)
+    CURRENT.with(|c| {
+        let cur = c.take();
+        let copy = cur.clone();
+        c.set(cur);
+        copy
+    })
 }
 
 /// Runs `f` with `meta` as the current message metadata, restoring the
@@ -65,7 +73,8 @@ pub(crate) fn with_current<R>(meta: Meta, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Meta>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            CURRENT.with(|c| c.set(self.0));
+            let prev = self.0.take();
+            CURRENT.with(|c| c.set(prev));
         }
     }
     let _restore = Restore(CURRENT.with(|c| c.replace(Some(meta))));
