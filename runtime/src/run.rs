@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
-use tracing::Instrument;
-
 use crate::actor::{Actor, StopReason};
 use crate::cell::{CellRef, Control, Shared, Sys, lock};
 use crate::clock::Clock;
@@ -33,6 +31,7 @@ pub(crate) struct ActorCell<A: Actor> {
     timing_sample: u64,
     rx: flume::Receiver<BoxEnvelope<A>>,
     slot: Option<Slot<A>>,
+    running: Option<Running>,
     factory: Option<Factory<A>>,
     window: RestartWindow,
     /// Set once a graceful stop has begun: handle what is queued, then stop.
@@ -40,6 +39,32 @@ pub(crate) struct ActorCell<A: Actor> {
     /// Whether the loop already yielded once on an empty mailbox.
     yielded: bool,
     released: bool,
+}
+
+/// What the loop does next; see `ActorCell::next_envelope`.
+enum Next<A: Actor> {
+    Envelope(BoxEnvelope<A>),
+    Drained(StopReason),
+    Yield,
+    Wait,
+}
+
+/// What `begin` made of a message.
+enum Begun {
+    /// Not handled (expired, or the envelope was empty).
+    Skip,
+    /// The actor cannot go on.
+    Stop(StopReason),
+    /// The handler future is in the slot, its context in `running`.
+    Running,
+}
+
+/// The message being handled: kept in the cell, not in the loop's future,
+/// so the actor's task stays small.
+struct Running {
+    meta: crate::trace::Meta,
+    span: tracing::Span,
+    start: Option<std::time::Instant>,
 }
 
 /// Run a lifecycle hook on the held actor, catching a panic.
@@ -69,6 +94,7 @@ impl<A: Actor> ActorCell<A> {
             held: Some(Box::new(Held { actor, cx })),
             rx,
             slot: None,
+            running: None,
             factory,
             window: RestartWindow::default(),
             draining: None,
@@ -81,19 +107,21 @@ impl<A: Actor> ActorCell<A> {
         self.held.as_deref_mut().map(|h| &mut h.cx)
     }
 
-    pub(crate) async fn run(mut self) {
-        let reason = self.main().await;
+    pub(crate) async fn run(self: Box<Self>) {
+        let mut this = self;
+        let reason = this.main().await;
         // Rare paths are boxed so the idle actor's task stays small.
-        Box::pin(self.finish(reason)).await;
+        Box::pin(this.finish(reason)).await;
     }
 
     async fn main(&mut self) -> StopReason {
-        let started = hook!(self, |a, cx| a.started(cx));
+        let started = Box::pin(async { hook!(self, |a, cx| a.started(cx)) }).await;
         if let Err(p) = started
             && let Some(reason) = Box::pin(self.fail(StopReason::Panicked { message: p })).await
         {
             return reason;
         }
+        // One await point per kind of work keeps the task's future small.
         loop {
             if self.shared.core.sys_pending.load(Ordering::Acquire)
                 && let Some(reason) = Box::pin(self.handle_sys()).await
@@ -103,60 +131,57 @@ impl<A: Actor> ActorCell<A> {
             if self.draining.is_none() && self.cx().is_some_and(|cx| cx.stop_requested) {
                 self.begin_drain(StopReason::Normal);
             }
-            if self.draining.is_none() {
-                let now = self.clock.now();
-                let due = match self.cx() {
-                    Some(cx) if !cx.timers.is_empty() => cx.timers.pop_due(now),
-                    _ => None,
-                };
-                if let Some(env) = due {
-                    if let Some(reason) = self.dispatch(env).await {
-                        return reason;
-                    }
+            let env = match self.next_envelope() {
+                Next::Envelope(env) => env,
+                Next::Drained(reason) => return reason,
+                Next::Yield => {
+                    tokio::task::yield_now().await;
                     continue;
                 }
-            }
-            match self.rx.try_recv() {
-                Ok(env) => {
-                    self.yielded = false;
-                    if let Some(reason) = self.dispatch(env).await {
-                        return reason;
-                    }
-                }
-                Err(_) => {
-                    if let Some(reason) = &self.draining {
-                        if self.shared.core.senders_inside() == 0 {
-                            // Nobody can enqueue any more: one last look.
-                            match self.rx.try_recv() {
-                                Ok(env) => {
-                                    if let Some(reason) = self.dispatch(env).await {
-                                        return reason;
-                                    }
-                                    continue;
-                                }
-                                Err(_) => return reason.clone(),
-                            }
-                        }
-                        // A sender is between its check and its push.
-                        tokio::task::yield_now().await;
-                        continue;
-                    }
-                    // Empty: give a producer on another worker one turn to
-                    // refill before parking, which costs a wake-up later.
-                    if !self.yielded {
-                        self.yielded = true;
-                        tokio::task::yield_now().await;
-                        continue;
-                    }
-                    self.yielded = false;
-                    if let Some(env) = self.wait().await
-                        && let Some(reason) = self.dispatch(env).await
-                    {
-                        return reason;
-                    }
-                }
+                Next::Wait => match self.wait().await {
+                    Some(env) => env,
+                    None => continue,
+                },
+            };
+            if let Some(reason) = self.dispatch(env).await {
+                return reason;
             }
         }
+    }
+
+    /// What the loop does next, decided without waiting: a due timer, a
+    /// queued message, the end of a drain, one yield on an empty mailbox
+    /// (a producer on another worker may refill it without a wake-up), or
+    /// a wait.
+    fn next_envelope(&mut self) -> Next<A> {
+        if self.draining.is_none()
+            && let Some(h) = self.held.as_deref_mut()
+            && !h.cx.timers.is_empty()
+            && let Some(env) = h.cx.timers.pop_due(self.clock.now())
+        {
+            return Next::Envelope(env);
+        }
+        if let Ok(env) = self.rx.try_recv() {
+            self.yielded = false;
+            return Next::Envelope(env);
+        }
+        if let Some(reason) = &self.draining {
+            if self.shared.core.senders_inside() > 0 {
+                // A sender is between its check and its push.
+                return Next::Yield;
+            }
+            // Nobody can enqueue any more: one last look.
+            return match self.rx.try_recv() {
+                Ok(env) => Next::Envelope(env),
+                Err(_) => Next::Drained(reason.clone()),
+            };
+        }
+        if !self.yielded {
+            self.yielded = true;
+            return Next::Yield;
+        }
+        self.yielded = false;
+        Next::Wait
     }
 
     /// Wait for a mailbox message (returned), or for a system message or a
@@ -246,20 +271,65 @@ impl<A: Actor> ActorCell<A> {
     }
 
     /// Handle one message. `Some` = the actor must stop.
-    async fn dispatch(&mut self, mut env: BoxEnvelope<A>) -> Option<StopReason> {
-        let meta = env.meta().clone();
+    ///
+    /// The checks and the handler's start are synchronous, so the future
+    /// this returns keeps only what it needs across the await: the actor's
+    /// task stays small (it is sized by its largest await state).
+    fn dispatch(
+        &mut self,
+        env: BoxEnvelope<A>,
+    ) -> impl Future<Output = Option<StopReason>> + Send + '_ {
+        let begun = self.begin(env);
+        async move {
+            match begun {
+                Begun::Skip => return None,
+                Begun::Stop(reason) => return Some(reason),
+                Begun::Running => {}
+            }
+            let (running, slot) = (&self.running, &mut self.slot);
+            let (mut held, outcome) = poll_fn(|tcx| {
+                let (Some(r), Some(slot)) = (running.as_ref(), slot.as_mut()) else {
+                    return Poll::Ready(None);
+                };
+                let _entered = r.span.enter();
+                trace::with_current(r.meta.clone(), || slot.poll(tcx)).map(Some)
+            })
+            .await?;
+            let start = self.running.take().and_then(|r| r.start);
+            held.cx.meta = None;
+            self.held = Some(held);
+            let core = &self.shared.core;
+            if let Some(start) = start {
+                core.metrics
+                    .record_handling(self.clock.now().saturating_duration_since(start));
+            }
+            core.metrics.handled.incr();
+            match outcome {
+                Outcome::Done => None,
+                Outcome::Panicked(message) => {
+                    tracing::warn!(actor = %core.id, %message, "handler panicked");
+                    Box::pin(self.fail(StopReason::Panicked { message })).await
+                }
+            }
+        }
+    }
+
+    /// Check `env` and put its handler future in the slot.
+    fn begin(&mut self, mut env: BoxEnvelope<A>) -> Begun {
         let core = &self.shared.core;
-        if let Some(deadline) = meta.deadline
+        let deadline = env.meta().deadline;
+        if let Some(deadline) = deadline
             && self.clock.now() >= deadline
         {
             core.metrics.expired.incr();
             env.reject(Reject::Expired, core.id);
-            return None;
+            return Begun::Skip;
         }
         let Some(mut held) = self.held.take() else {
             env.reject(Reject::Stopped, core.id);
-            return Some(StopReason::Killed);
+            return Begun::Stop(StopReason::Killed);
         };
+        let meta = env.meta().clone();
         let span = tracing::debug_span!(
             parent: None,
             "handle",
@@ -277,33 +347,10 @@ impl<A: Actor> ActorCell<A> {
         held.cx.meta = Some(meta.clone());
         if let Err(held) = env.start(held, &mut self.slot) {
             self.held = Some(held);
-            return None;
+            return Begun::Skip;
         }
-        drop(env);
-        let Some(slot) = self.slot.as_mut() else {
-            return Some(StopReason::Killed);
-        };
-        let poll = poll_fn(|tcx| trace::with_current(meta.clone(), || slot.poll(tcx)));
-        let (mut held, outcome) = if span.is_disabled() {
-            poll.await
-        } else {
-            poll.instrument(span).await
-        };
-        held.cx.meta = None;
-        self.held = Some(held);
-        let core = &self.shared.core;
-        if let Some(start) = start {
-            core.metrics
-                .record_handling(self.clock.now().saturating_duration_since(start));
-        }
-        core.metrics.handled.incr();
-        match outcome {
-            Outcome::Done => None,
-            Outcome::Panicked(message) => {
-                tracing::warn!(actor = %core.id, %message, "handler panicked");
-                Box::pin(self.fail(StopReason::Panicked { message })).await
-            }
-        }
+        self.running = Some(Running { meta, span, start });
+        Begun::Running
     }
 
     /// A failure of this actor: apply its supervisor's decision. `None` = it
@@ -534,5 +581,37 @@ impl<A: Actor> Drop for ActorCell<A> {
                 std::thread::yield_now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod size_budget {
+    use super::*;
+    use crate::prelude::*;
+
+    struct Idle;
+    impl Actor for Idle {}
+
+    /// Every idle actor pays for its task's future: keep the loop's await
+    /// states small (see `dispatch` and `next_envelope`).
+    #[tokio::test]
+    async fn the_actor_task_future_stays_small() {
+        let node = Node::builder().build();
+        let a = node.spawn(Idle);
+        let cx = Context {
+            myself: a.clone(),
+            node: node.clone(),
+            meta: None,
+            stop_requested: false,
+            timers: crate::timer::Timers::new(),
+            rng: fastrand::Rng::with_seed(1),
+            restarts: 0,
+            child_strategy: None,
+        };
+        let (_tx, rx) = flume::bounded(1);
+        let cell = Box::new(ActorCell::new(Idle, cx, rx, None));
+        let run = cell.run();
+        let size = std::mem::size_of_val(&run);
+        assert!(size <= 320, "the actor task's future grew to {size} bytes");
     }
 }
