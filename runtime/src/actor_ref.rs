@@ -13,7 +13,6 @@ use tokio::sync::oneshot;
 
 use crate::actor::{Actor, ActorId, Handler, Message, Terminated};
 use crate::cell::{Control, Core, Shared};
-use crate::clock::Sleep;
 use crate::envelope::{Ask, BoxEnvelope, Tell};
 use crate::error::{AskError, ExposeError, SendError, TrySendError};
 use crate::metrics::ActorMetricsSnapshot;
@@ -414,8 +413,7 @@ where
             deadline,
             budget,
             node: &core.node,
-            tokio_sleep: None,
-            sleep: None,
+            timer: None,
         };
         if budget.is_zero() {
             fut.state = AskState::Ready(Some(Err(AskError::Timeout { after: budget })));
@@ -475,10 +473,9 @@ pub struct AskFuture<'a, A: Actor, R> {
     deadline: Instant,
     budget: Duration,
     node: &'a crate::node::NodeInner,
-    // Boxed so the future stays `Unpin`; made only if the reply is not
-    // there on the first poll.
-    tokio_sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    sleep: Option<Sleep>,
+    /// Registration with the node's deadline reaper, made only if the reply
+    /// is not there on the first poll.
+    timer: Option<crate::deadline::Key>,
 }
 
 // Nothing in an `AskFuture` is ever pinned in place (the timer is boxed), so
@@ -495,21 +492,30 @@ impl<A: Actor, R> fmt::Debug for AskFuture<'_, A, R> {
 }
 
 impl<A: Actor, R> AskFuture<'_, A, R> {
-    /// Poll the deadline timer; `Ready` once it has passed.
+    /// `Ready` once the deadline has passed; otherwise make sure the
+    /// node's reaper wakes this task then.
     fn poll_deadline(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let clock = &self.node.clock;
-        if clock.is_tokio() {
-            let sleep = self
-                .tokio_sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(self.deadline.into())));
-            sleep.as_mut().poll(cx)
-        } else {
-            let deadline = self.deadline;
-            let sleep = self
-                .sleep
-                .get_or_insert_with(|| clock.sleep_until(deadline));
-            sleep.as_mut().poll(cx)
+        if self.node.clock.now() >= self.deadline {
+            self.disarm();
+            return Poll::Ready(());
         }
+        match self.timer {
+            Some(key) => self.node.deadlines.refresh(key, cx.waker()),
+            None => self.timer = Some(self.node.deadlines.register(self.deadline, cx.waker())),
+        }
+        Poll::Pending
+    }
+
+    fn disarm(&mut self) {
+        if let Some(key) = self.timer.take() {
+            self.node.deadlines.remove(key);
+        }
+    }
+}
+
+impl<A: Actor, R> Drop for AskFuture<'_, A, R> {
+    fn drop(&mut self) {
+        self.disarm();
     }
 }
 
@@ -518,6 +524,17 @@ impl<A: Actor, R> Future for AskFuture<'_, A, R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        let out = this.poll_reply(cx);
+        if out.is_ready() {
+            this.disarm();
+        }
+        out
+    }
+}
+
+impl<A: Actor, R> AskFuture<'_, A, R> {
+    fn poll_reply(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<R, AskError>> {
+        let this = self;
         loop {
             match &mut this.state {
                 AskState::Sending(send, _) => match Pin::new(send).poll(cx) {

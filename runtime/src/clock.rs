@@ -32,13 +32,6 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 
     /// A future that completes once [`now`](Clock::now) has reached `deadline`.
     fn sleep_until(&self, deadline: Instant) -> Sleep;
-
-    /// Whether this clock is tokio's real clock, which lets hot paths use
-    /// tokio's timer inline instead of a boxed [`Sleep`]. Leave the default.
-    #[doc(hidden)]
-    fn is_tokio(&self) -> bool {
-        false
-    }
 }
 
 /// The real clock: `std::time::Instant` for now, tokio's timer for sleeping.
@@ -58,10 +51,6 @@ impl Clock for SystemClock {
 
     fn sleep_until(&self, deadline: Instant) -> Sleep {
         Box::pin(tokio::time::sleep_until(deadline.into()))
-    }
-
-    fn is_tokio(&self) -> bool {
-        true
     }
 }
 

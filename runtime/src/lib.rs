@@ -64,6 +64,7 @@ mod actor_ref;
 mod cell;
 pub mod clock;
 mod context;
+mod deadline;
 mod envelope;
 pub mod error;
 pub mod metrics;

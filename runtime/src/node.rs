@@ -57,6 +57,7 @@ pub(crate) struct NodeInner {
     pub(crate) default_mailbox: Mailbox,
     pub(crate) default_supervision: SupervisionStrategy,
     pub(crate) ask_timeout: Duration,
+    pub(crate) deadlines: Arc<crate::deadline::Deadlines>,
     kill_grace: Duration,
     pub(crate) timing_sample: u64,
     shutting_down: AtomicBool,
@@ -196,6 +197,11 @@ impl NodeBuilder {
         let mut rng = fastrand::Rng::with_seed(self.seed);
         let correlation_salt = rng.u64(..);
         let root = Arc::new(Supervisor::new(self.supervision.clone(), None));
+        let deadlines = Arc::new(crate::deadline::Deadlines::default());
+        handle.spawn(crate::deadline::reaper(
+            Arc::downgrade(&deadlines),
+            Arc::clone(&self.clock),
+        ));
         Node {
             inner: Arc::new(NodeInner {
                 name: self.name,
@@ -210,6 +216,7 @@ impl NodeBuilder {
                 default_mailbox: self.mailbox,
                 default_supervision: self.supervision,
                 ask_timeout: self.ask_timeout,
+                deadlines,
                 kill_grace: self.kill_grace,
                 timing_sample: self.timing_sample,
                 shutting_down: AtomicBool::new(false),

@@ -38,6 +38,8 @@ pub(crate) struct ActorCell<A: Actor> {
     draining: Option<StopReason>,
     /// Whether the loop already yielded once on an empty mailbox.
     yielded: bool,
+    /// Messages taken from the mailbox since the loop last waited.
+    since_wait: u32,
     released: bool,
 }
 
@@ -99,6 +101,7 @@ impl<A: Actor> ActorCell<A> {
             window: RestartWindow::default(),
             draining: None,
             yielded: false,
+            since_wait: 0,
             released: false,
         }
     }
@@ -139,7 +142,10 @@ impl<A: Actor> ActorCell<A> {
                     continue;
                 }
                 Next::Wait => match self.wait().await {
-                    Some(env) => env,
+                    Some(env) => {
+                        self.since_wait = 1;
+                        env
+                    }
                     None => continue,
                 },
             };
@@ -163,6 +169,7 @@ impl<A: Actor> ActorCell<A> {
         }
         if let Ok(env) = self.rx.try_recv() {
             self.yielded = false;
+            self.since_wait += 1;
             return Next::Envelope(env);
         }
         if let Some(reason) = &self.draining {
@@ -176,11 +183,14 @@ impl<A: Actor> ActorCell<A> {
                 Err(_) => Next::Drained(reason.clone()),
             };
         }
-        if !self.yielded {
+        // Yield only in a stream (several messages since the last wait): a
+        // lone request/response pays no extra scheduling round.
+        if !self.yielded && self.since_wait > 1 {
             self.yielded = true;
             return Next::Yield;
         }
         self.yielded = false;
+        self.since_wait = 0;
         Next::Wait
     }
 
