@@ -22,14 +22,22 @@
 //!   share a partition and so keep their order. No order across partitions.
 
 mod batch;
+mod consumer;
 mod error;
+mod group;
 mod idempotence;
 mod partition;
 mod record;
 mod topic;
 
 pub use batch::{PendingProduce, TopicBatch};
+pub use consumer::{ConsumerConfig, Delivery, GroupConsumer, Positions, Subscription};
 pub use error::{FetchError, GroupError, MaintenanceError, ProduceError, TopicError};
+pub use group::{
+    Assignment, Assignor, CommitOffsets, FetchOffsets, GroupAction, GroupConfig, GroupCoordinator,
+    GroupCore, GroupSnapshot, Heartbeat, JoinAck, JoinGroup, LeaveGroup, MemberId, Snapshot,
+    assign,
+};
 pub use idempotence::{
     DEFAULT_WINDOW, Decision, PRODUCER_HEADER, ProducerId, ProducerTable, SequenceError,
 };
