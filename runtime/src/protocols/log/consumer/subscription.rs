@@ -18,7 +18,6 @@ use super::group_consumer::Positions;
 /// # Examples
 ///
 /// ```
-/// # use std::sync::Arc;
 /// use plexus_runtime::prelude::*;
 /// use plexus_runtime::protocols::log::{
 ///     ConsumerConfig, Delivery, ProducerRecord, StartAt, Subscription, Topic, TopicConfig,

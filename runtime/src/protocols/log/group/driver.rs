@@ -130,7 +130,6 @@ impl Message for Tick {
 /// # Examples
 ///
 /// ```
-/// # use std::sync::Arc;
 /// use plexus_runtime::prelude::*;
 /// use plexus_runtime::protocols::log::{
 ///     CommitOffsets, FetchOffsets, GroupConfig, GroupCoordinator, JoinGroup, Topic, TopicConfig,
