@@ -254,15 +254,18 @@ impl Drop for PendingProduce {
             return;
         }
         // Dropped before settling: learn the outcome off-thread, so a retry
-        // is answered from the log's real state.
-        let topic = self.topic.clone();
+        // is answered from the log's real state. Holds only the table, so
+        // the logs can close (and be reopened) meanwhile.
+        let table = std::sync::Arc::clone(&self.topic.inner.producers);
         let settle = move || {
             for (p, part) in parts {
                 let res = match part {
                     Part::Done(ack) => Ok(ack),
                     Part::Waiting(pending) => pending.wait(),
                 };
-                let mut table = topic.table();
+                let mut table = table
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 match res {
                     Ok(ack) => table.complete(pid, seq, p, ack),
                     Err(_) => table.abort(pid, seq, p),

@@ -92,7 +92,7 @@ pub(super) struct TopicInner {
     pub(super) logs: Vec<FileLog>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) round_robin: AtomicU64,
-    pub(super) producers: Mutex<ProducerTable>,
+    pub(super) producers: Arc<Mutex<ProducerTable>>,
 }
 
 impl Topic {
@@ -176,7 +176,7 @@ impl Topic {
                 logs,
                 clock,
                 round_robin: AtomicU64::new(0),
-                producers: Mutex::new(table),
+                producers: Arc::new(Mutex::new(table)),
             }),
         })
     }
