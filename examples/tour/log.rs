@@ -64,7 +64,7 @@ async fn place_orders(topic: &Topic, from: u64, to: u64) -> Result<(), Box<dyn s
     Ok(())
 }
 
-pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n6. event log: orders become events; an analytics group replays them");
     let dir = TempDir(std::env::temp_dir().join(format!("plexus-tour-log-{}", std::process::id())));
     let node = Node::builder().name("tour-log").seed(2026).build();
