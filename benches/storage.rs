@@ -7,6 +7,9 @@
 //! Data lives under `target/bench-data` (the normal disk, not tmpfs).
 //! Other groups (e.g. the queue's) are added to `criterion_group!` below.
 
+// A benchmark that cannot set up or append must abort the run.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! the other takes over from the committed offsets; a silent member is
 //! expired by heartbeat; nothing is skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

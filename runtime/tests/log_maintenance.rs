@@ -2,6 +2,8 @@
 //! value per key survives, tombstones delete, offsets never change) of a
 //! topic, including across a reopen.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! (against a `Vec` per partition, through appends, reads, crashes and
 //! reopens) and of group assignment.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
