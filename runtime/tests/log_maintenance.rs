@@ -175,3 +175,35 @@ async fn retention_by_size_and_by_age_deletes_whole_segments() {
     assert!(earliest > 0 && earliest <= fresh.offset);
     let _ = clock.now();
 }
+
+#[tokio::test]
+async fn interrupted_compaction_leaves_the_log_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let dir = tmp.path().join("t");
+    let topic = Topic::open(&dir, config(true), Arc::new(clock.clone())).unwrap();
+    for i in 0..120u32 {
+        topic
+            .append(ProducerRecord::keyed(
+                format!("k{}", i % 3),
+                format!("v{i}"),
+            ))
+            .await
+            .unwrap();
+    }
+    topic.compact().await.unwrap();
+    let compacted = all(&topic);
+    drop(topic);
+    // A crash in the middle of a later pass leaves a temporary file behind.
+    let part = dir.join("partition-0");
+    std::fs::write(
+        part.join("00000000000000000000.log.compact-tmp"),
+        b"half written",
+    )
+    .unwrap();
+    // And an index lost with it is rebuilt.
+    let _ = std::fs::remove_file(part.join("00000000000000000000.index"));
+    let topic = Topic::open(&dir, config(true), Arc::new(clock)).unwrap();
+    assert_eq!(all(&topic), compacted);
+    assert!(!part.join("00000000000000000000.log.compact-tmp").exists());
+}
