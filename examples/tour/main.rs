@@ -9,6 +9,8 @@
 //!    instead of growing memory.
 //! 4. A watch fires when an actor stops.
 //! 5. The node shuts down gracefully.
+//! 6. Event log: orders become events on a partitioned topic; an analytics
+//!    consumer group replays them and takes over when a member stops.
 
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use plexus::prelude::*;
 use plexus::supervision::{Backoff, SupervisionStrategy};
+
+mod log;
 
 // ---------------------------------------------------------------- inventory
 
@@ -354,5 +358,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.aborted,
         node.actor_count()
     );
+
+    // 6 ------------------------------------------------------------------
+    log::run().await?;
     Ok(())
 }

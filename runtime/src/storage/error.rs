@@ -170,6 +170,31 @@ pub enum RetentionError {
     Closed,
 }
 
+/// Why compaction could not run to completion. Segments rewritten before
+/// the failure stay compacted; the others are unchanged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompactionError {
+    /// Writing the compacted segment failed. Check free space and permissions.
+    #[error("i/o error on {path}")]
+    Io {
+        /// File involved.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the log failed; see [`ReadError`].
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The log failed earlier and must be reopened.
+    #[error("log failed earlier; reopen it before compacting")]
+    Poisoned,
+    /// The log is closed. Reopen it.
+    #[error("log is closed")]
+    Closed,
+}
+
 /// Error of a [`LogStore`](super::LogStore) backed by files or memory: the
 /// union of the operation errors.
 #[derive(Debug, thiserror::Error)]

@@ -9,10 +9,13 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Instant;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
+use super::compaction::CompactionReport;
 use super::config::{LogConfig, OpenOptions, ReadLimits};
-use super::error::{AppendError, OpenError, ReadError, RetentionError, TryAppendError};
+use super::error::{
+    AppendError, CompactionError, OpenError, ReadError, RetentionError, TryAppendError,
+};
 use super::log::{AppendAck, LogReader, RetentionReport, SegmentLog};
 use super::read_batch::ReadBatch;
 use super::reader::OffsetBounds;
@@ -28,6 +31,10 @@ enum Command {
     Retain {
         now_millis: u64,
         reply: oneshot::Sender<Result<RetentionReport, RetentionError>>,
+    },
+    Compact {
+        tombstone_cutoff: u64,
+        reply: oneshot::Sender<Result<CompactionReport, CompactionError>>,
     },
     Close,
 }
@@ -49,6 +56,8 @@ pub struct FileLog {
 struct Inner {
     tx: flume::Sender<Command>,
     reader: LogReader,
+    /// The high-water mark, updated by the writer after each commit.
+    commits: watch::Receiver<u64>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -72,6 +81,7 @@ impl std::fmt::Debug for Command {
         match self {
             Self::Append { batch, .. } => write!(f, "Append({} records)", batch.len()),
             Self::Retain { now_millis, .. } => write!(f, "Retain({now_millis})"),
+            Self::Compact { .. } => f.write_str("Compact"),
             Self::Close => f.write_str("Close"),
         }
     }
@@ -90,9 +100,10 @@ impl FileLog {
         let log = SegmentLog::open(dir.as_ref(), config, options)?;
         let reader = log.reader();
         let (tx, rx) = flume::bounded(log.config().queue_capacity);
+        let (hwm_tx, commits) = watch::channel(log.bounds().next);
         let thread = thread::Builder::new()
             .name("plexus-log-writer".into())
-            .spawn(move || run(log, &rx))
+            .spawn(move || run(log, &rx, &hwm_tx))
             .map_err(|source| OpenError::Io {
                 path: dir.as_ref().to_path_buf(),
                 source,
@@ -101,6 +112,7 @@ impl FileLog {
             inner: Arc::new(Inner {
                 tx,
                 reader,
+                commits,
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -192,6 +204,30 @@ impl FileLog {
         self.inner.reader.bounds()
     }
 
+    /// A receiver of the high-water mark (the next offset), updated after
+    /// every commit. Lets a reader wait for new records instead of polling;
+    /// `changed()` fails once the writer has stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use plexus_runtime::storage::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let tmp = tempfile::tempdir()?;
+    /// let log = FileLog::open(tmp.path(), LogConfig::default(), OpenOptions::default())?;
+    /// let mut commits = log.watch_commits();
+    /// let mut batch = Batch::new();
+    /// batch.push(1, None, b"x")?;
+    /// log.append(batch).await?;
+    /// commits.changed().await?;
+    /// assert_eq!(*commits.borrow(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn watch_commits(&self) -> watch::Receiver<u64> {
+        self.inner.commits.clone()
+    }
+
     /// A read-only handle that does not keep the writer alive.
     pub fn reader(&self) -> LogReader {
         self.inner.reader.clone()
@@ -213,6 +249,30 @@ impl FileLog {
             .await
             .map_err(|_| RetentionError::Closed)?;
         rx.await.map_err(|_| RetentionError::Closed)?
+    }
+}
+
+impl FileLog {
+    /// Compact the sealed segments (see [`SegmentLog::compact`]) on the
+    /// writer thread, after the appends queued before it. Appends wait
+    /// while it runs.
+    ///
+    /// # Errors
+    /// See [`CompactionError`].
+    pub async fn compact(
+        &self,
+        tombstone_cutoff: u64,
+    ) -> Result<CompactionReport, CompactionError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send_async(Command::Compact {
+                tombstone_cutoff,
+                reply,
+            })
+            .await
+            .map_err(|_| CompactionError::Closed)?;
+        rx.await.map_err(|_| CompactionError::Closed)?
     }
 }
 
@@ -267,7 +327,7 @@ fn block_on<F: Future>(fut: F) -> F::Output {
 }
 
 /// The writer thread: collect a group, stage it, commit once, acknowledge.
-fn run(mut log: SegmentLog, rx: &flume::Receiver<Command>) {
+fn run(mut log: SegmentLog, rx: &flume::Receiver<Command>, hwm: &watch::Sender<u64>) {
     let linger = log.config().linger;
     let max_group = log.config().max_group_bytes;
     let mut pending: Vec<(Result<AppendAck, AppendError>, AckSender)> = Vec::new();
@@ -308,6 +368,12 @@ fn run(mut log: SegmentLog, rx: &flume::Receiver<Command>) {
             next = collect_more(rx, deadline);
         }
         commit_and_ack(&mut log, &mut pending);
+        let next = log.bounds().next;
+        hwm.send_if_modified(|v| {
+            let moved = *v != next;
+            *v = next;
+            moved
+        });
     }
 }
 
@@ -324,6 +390,13 @@ fn handle_control(log: &mut SegmentLog, cmd: Command) -> bool {
     match cmd {
         Command::Retain { now_millis, reply } => {
             let _ = reply.send(log.enforce_retention(now_millis));
+            true
+        }
+        Command::Compact {
+            tombstone_cutoff,
+            reply,
+        } => {
+            let _ = reply.send(log.compact(tombstone_cutoff));
             true
         }
         Command::Close => false,

@@ -7,8 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::compaction::{self, CompactionReport};
 use super::config::{Durability, LogConfig, OpenOptions, ReadLimits};
-use super::error::{AppendError, OpenError, ReadError, RetentionError};
+use super::error::{AppendError, CompactionError, OpenError, ReadError, RetentionError};
 use super::index::{self, IndexCursor, IndexEntry};
 use super::read_batch::ReadBatch;
 use super::reader::{OffsetBounds, Shared};
@@ -328,6 +329,24 @@ impl SegmentLog {
             tracing::debug!(base = seg.base, "retention deleted segment");
         }
         recovery::sync_dir(&dir, self.config.durability).map_err(retention_io)?;
+        Ok(report)
+    }
+
+    /// Compact the sealed segments: keep only the latest record of each
+    /// key (keyless records stay), drop tombstones whose timestamp is below
+    /// `tombstone_cutoff`. See [`CompactionReport`]. Blocks appends while it
+    /// runs (on a [`FileLog`](super::FileLog), it runs on the writer thread).
+    ///
+    /// # Errors
+    /// See [`CompactionError`].
+    pub fn compact(&mut self, tombstone_cutoff: u64) -> Result<CompactionReport, CompactionError> {
+        if self.poisoned {
+            return Err(CompactionError::Poisoned);
+        }
+        let (list, report) = compaction::compact(&self.shared, &self.config, tombstone_cutoff)?;
+        if report.segments_rewritten > 0 {
+            self.shared.set_segments(list.as_ref().clone());
+        }
         Ok(report)
     }
 

@@ -100,7 +100,17 @@
 //! - Older segments are checked from their last index entry to their end
 //!   (all of them with [`OpenOptions::verify_all`]); missing or
 //!   inconsistent index files are rebuilt.
-//! - Gaps or overlaps between segments are reported like corruption.
+//! - Gaps or overlaps between segments are reported like corruption,
+//!   except the intended gaps of a compacted segment (see below).
+//!
+//! # Compaction
+//!
+//! [`FileLog::compact`] keeps, in sealed segments, only the latest record of
+//! each key, and drops tombstones (records with the [`TOMBSTONE_HEADER`])
+//! older than a cutoff. Offsets never change: a compacted segment has gaps,
+//! and a `<base>.compacted` file next to it records its end offset so
+//! recovery accepts them. Reads from an offset inside a gap start at the
+//! next stored record.
 //!
 //! Library code never panics on anything read from disk.
 //!
@@ -109,6 +119,7 @@
 //! damage before the end and needs `repair`; every acknowledged record
 //! lies before such a hole, so repair loses none of them.
 
+mod compaction;
 mod config;
 mod error;
 mod file_log;
@@ -126,10 +137,11 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use compaction::{CompactionReport, TOMBSTONE_HEADER};
 pub use config::{Durability, LogConfig, OpenOptions, ReadLimits};
 pub use error::{
-    AppendError, KvError, LogError, OpenError, ReadError, RecordError, RetentionError,
-    TryAppendError,
+    AppendError, CompactionError, KvError, LogError, OpenError, ReadError, RecordError,
+    RetentionError, TryAppendError,
 };
 pub use file_log::{FileLog, PendingAck};
 pub use kv::{KvOp, KvOptions, KvStore};

@@ -237,7 +237,7 @@ fn walk(
         }
         match decode(buf.get(at..).unwrap_or_default(), max_frame) {
             Decoded::Frame(info) => {
-                if info.offset != expected {
+                if info.offset < expected || (info.offset != expected && !seg.sparse) {
                     return Err(corrupt(
                         here,
                         expected,
@@ -251,7 +251,7 @@ fn walk(
                     return Ok(true);
                 }
                 at += info.len as usize;
-                expected += 1;
+                expected = info.offset + 1;
             }
             Decoded::Incomplete { need } => {
                 let have = buf.len() - at;

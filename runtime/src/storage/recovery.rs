@@ -11,11 +11,38 @@ use super::error::{OpenError, io_at};
 use super::index::{self, IndexCursor, IndexEntry};
 use super::lock::{self, Lock, LockFailure};
 use super::segment::{
-    Scan, Segment, index_path, log_name, parse_name, scan, time_index_path, valid_record_after,
+    Scan, Segment, compacted_path, index_path, log_name, parse_name, scan, time_index_path,
+    valid_record_after,
 };
 
 /// Name of the lock file in a log directory.
 const LOCK_FILE: &str = ".lock";
+
+/// Suffix of files written by compaction before they replace a segment.
+pub(super) const COMPACT_TMP: &str = ".compact-tmp";
+
+/// The end offset recorded for a compacted segment, if it is one. An
+/// unreadable marker is treated as absent (the strict checks then apply).
+pub(super) fn read_compacted(dir: &Path, base: u64) -> Option<u64> {
+    let bytes = fs::read(compacted_path(dir, base)).ok()?;
+    let (end, crc) = bytes.split_at_checked(8)?;
+    let end: [u8; 8] = end.try_into().ok()?;
+    let crc: [u8; 4] = crc.try_into().ok()?;
+    (crc32c::crc32c(&end) == u32::from_le_bytes(crc)).then(|| u64::from_le_bytes(end))
+}
+
+/// Write the compaction marker of segment `base` (synced, atomically).
+pub(super) fn write_compacted(dir: &Path, base: u64, end: u64) -> Result<(), OpenError> {
+    use std::io::Write;
+    let path = compacted_path(dir, base);
+    let tmp = dir.join(format!("{base:020}.compacted{COMPACT_TMP}"));
+    let mut bytes = end.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&crc32c::crc32c(&end.to_le_bytes()).to_le_bytes());
+    let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
+    f.write_all(&bytes).map_err(io_at(&tmp))?;
+    f.sync_data().map_err(io_at(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_at(&path))
+}
 
 /// What the writer needs to resume after recovery.
 #[derive(Debug)]
@@ -101,6 +128,12 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, OpenError> {
     for entry in fs::read_dir(dir).map_err(io_at(dir))? {
         let entry = entry.map_err(io_at(dir))?;
         let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.ends_with(COMPACT_TMP)) {
+            // Left by an interrupted compaction: the original is intact.
+            let path = entry.path();
+            fs::remove_file(&path).map_err(io_at(&path))?;
+            continue;
+        }
         let Some((base, ext)) = name.to_str().and_then(parse_name) else {
             continue;
         };
@@ -159,6 +192,12 @@ fn attempt(
             .map_err(io_at(&path))?;
         let len = file.metadata().map_err(io_at(&path))?.len();
         let last = i + 1 == bases.len();
+        let compacted_end = if last {
+            None
+        } else {
+            read_compacted(dir, base)
+        };
+        let sparse = compacted_end.is_some();
         let (scan, mut entries, changed) = if last || opts.verify_all {
             let s = scan(
                 &file,
@@ -168,12 +207,13 @@ fn attempt(
                 IndexCursor::default(),
                 interval,
                 max_frame,
+                sparse,
             )
             .map_err(io_at(&path))?;
             let e = s.entries.clone();
             (s, e, true)
         } else {
-            quick_scan(dir, &file, base, len, interval, max_frame).map_err(io_at(&path))?
+            quick_scan(dir, &file, base, len, interval, max_frame, sparse).map_err(io_at(&path))?
         };
         if let Some(stop) = scan.stop {
             let torn = last
@@ -208,16 +248,13 @@ fn attempt(
         if last {
             active = (scan.valid_end, scan.cursor);
         }
-        expected_base = Some((scan.next, scan.valid_end, path.clone()));
-        segments.push(Arc::new(Segment::new(
-            base,
-            path,
-            file,
-            scan.valid_end,
-            scan.next,
-            max_ts,
-            entries,
-        )));
+        // A compacted segment keeps its original end even if its last
+        // records were compacted away.
+        let seg_next = compacted_end.map_or(scan.next, |end| end.max(scan.next));
+        expected_base = Some((seg_next, scan.valid_end, path.clone()));
+        let mut seg = Segment::new(base, path, file, scan.valid_end, seg_next, max_ts, entries);
+        seg.sparse = sparse;
+        segments.push(Arc::new(seg));
     }
     let next = segments.last().map_or(0, |s| s.next_offset());
     Ok(Attempt::Done(Recovered {
@@ -239,6 +276,7 @@ fn quick_scan(
     len: u64,
     interval: u32,
     max_frame: usize,
+    sparse: bool,
 ) -> std::io::Result<(Scan, Vec<IndexEntry>, bool)> {
     let offsets = fs::read(index_path(dir, base)).unwrap_or_default();
     let times = fs::read(time_index_path(dir, base)).unwrap_or_default();
@@ -253,6 +291,7 @@ fn quick_scan(
             IndexCursor::resume(&last),
             interval,
             max_frame,
+            sparse,
         )?;
         if s.stop.is_none_or(|st| st.position != last.position) {
             let changed = !s.entries.is_empty();
@@ -268,6 +307,7 @@ fn quick_scan(
         IndexCursor::default(),
         interval,
         max_frame,
+        sparse,
     )?;
     let e = s.entries.clone();
     Ok((s, e, true))
@@ -307,6 +347,7 @@ pub(super) fn remove_segment_files(dir: &Path, base: u64) -> Result<(), OpenErro
         dir.join(log_name(base)),
         index_path(dir, base),
         time_index_path(dir, base),
+        compacted_path(dir, base),
     ] {
         match fs::remove_file(&path) {
             Ok(()) => {}

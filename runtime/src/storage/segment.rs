@@ -26,6 +26,12 @@ pub(super) fn time_index_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.timeindex"))
 }
 
+/// Marker of a compacted segment: holds the segment's end offset (one past
+/// its last offset before compaction), so gaps are known to be intended.
+pub(super) fn compacted_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.compacted"))
+}
+
 /// Kind and base offset of a file in a log directory, from its name.
 pub(super) fn parse_name(name: &str) -> Option<(u64, &str)> {
     let (stem, ext) = name.split_once('.')?;
@@ -33,7 +39,7 @@ pub(super) fn parse_name(name: &str) -> Option<(u64, &str)> {
         return None;
     }
     let base = stem.parse().ok()?;
-    matches!(ext, "log" | "index" | "timeindex").then_some((base, ext))
+    matches!(ext, "log" | "index" | "timeindex" | "compacted").then_some((base, ext))
 }
 
 /// Positional read that fills `buf` (`pread`), shared by concurrent readers.
@@ -96,6 +102,8 @@ pub(super) struct Segment {
     pub base: u64,
     pub path: PathBuf,
     pub file: File,
+    /// Compacted: offsets increase but may have gaps.
+    pub sparse: bool,
     /// Bytes readers may read: only whole, acknowledged records.
     end: AtomicU64,
     /// One past the offset of the last published record.
@@ -119,6 +127,7 @@ impl Segment {
             base,
             path,
             file,
+            sparse: false,
             end: AtomicU64::new(end),
             next: AtomicU64::new(next),
             max_ts: AtomicU64::new(max_ts),
@@ -200,8 +209,10 @@ pub(super) struct Scan {
     pub stop: Option<ScanStop>,
 }
 
-/// Validate records from `start` (whose record must carry offset `first`)
-/// to `file_len`, extending the index with `cursor`'s rule.
+/// Validate records from `start` (whose record must carry offset `first`,
+/// or, in a `sparse` segment, at least `first`) to `file_len`, extending the
+/// index with `cursor`'s rule.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn scan(
     file: &File,
     start: u64,
@@ -210,6 +221,7 @@ pub(super) fn scan(
     mut cursor: IndexCursor,
     interval: u32,
     max_frame: usize,
+    sparse: bool,
 ) -> io::Result<Scan> {
     let mut buf: Vec<u8> = Vec::new();
     let mut buf_pos = start; // file position of buf[0]
@@ -224,7 +236,7 @@ pub(super) fn scan(
         let rest = buf.get(at..).unwrap_or_default();
         match decode(rest, max_frame) {
             Decoded::Frame(info) => {
-                if info.offset != next {
+                if info.offset < next || (info.offset != next && !sparse) {
                     break Some(ScanStop {
                         position: pos,
                         offset: next,
@@ -232,7 +244,7 @@ pub(super) fn scan(
                     });
                 }
                 entries.extend(cursor.observe(info.offset, pos, info.timestamp, interval));
-                next += 1;
+                next = info.offset + 1;
                 at += info.len as usize;
             }
             Decoded::Incomplete { need } => {
