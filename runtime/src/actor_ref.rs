@@ -103,15 +103,8 @@ impl<A: Actor> ActorRef<A> {
 
     fn tell_meta(&self) -> Meta {
         match trace::current() {
-            Some(cur) => Meta {
-                deadline: None,
-                ..cur
-            },
-            None => Meta {
-                correlation: self.shared.core.node.next_correlation(),
-                trace: None,
-                deadline: None,
-            },
+            Some(cur) => cur.child(None),
+            None => Meta::plain(self.shared.core.node.next_correlation()),
         }
     }
 
@@ -408,7 +401,7 @@ where
             .deadline
             .unwrap_or_else(|| now + self.timeout.unwrap_or(node.ask_timeout));
         let cur = trace::current();
-        let deadline = match cur.and_then(|c| c.deadline) {
+        let deadline = match cur.as_ref().and_then(|c| c.deadline) {
             Some(inherited) => own.min(inherited),
             None => own,
         };
@@ -431,14 +424,16 @@ where
             fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
             return fut;
         }
-        let meta = Meta {
-            correlation: match cur {
-                Some(c) => c.correlation,
-                None => node.next_correlation(),
+        let mut meta = match &cur {
+            Some(c) => c.child(Some(deadline)),
+            None => Meta {
+                deadline: Some(deadline),
+                ..Meta::plain(node.next_correlation())
             },
-            trace: self.trace.or(cur.and_then(|c| c.trace)),
-            deadline: Some(deadline),
         };
+        if let Some(t) = self.trace {
+            meta.trace = Some(t);
+        }
         let (tx, rx) = oneshot::channel();
         let env: BoxEnvelope<A> = Box::new(Ask {
             msg: self.msg,

@@ -10,6 +10,7 @@ use crate::cell::Sys;
 use crate::envelope::{BoxEnvelope, Tell};
 use crate::error::SpawnError;
 use crate::node::Node;
+use crate::remote::CancelToken;
 use crate::spawn::SpawnOptions;
 use crate::supervision::{SupervisionStrategy, Supervisor};
 use crate::timer::{TimerEntry, TimerId, Timers};
@@ -37,11 +38,7 @@ impl<A: Actor> fmt::Debug for Context<A> {
 }
 
 fn notice_meta() -> Meta {
-    Meta {
-        correlation: 0,
-        trace: None,
-        deadline: None,
-    }
+    Meta::plain(0)
 }
 
 impl<A: Actor> Context<A> {
@@ -85,7 +82,7 @@ impl<A: Actor> Context<A> {
 
     /// The deadline of the message being handled, if it has one (asks do).
     pub fn deadline(&self) -> Option<Instant> {
-        self.meta.and_then(|m| m.deadline)
+        self.meta.as_ref().and_then(|m| m.deadline)
     }
 
     /// Time left before the current message's deadline; `None` without one.
@@ -98,12 +95,29 @@ impl<A: Actor> Context<A> {
     /// The correlation id of the message being handled (shared by every
     /// message sent while handling it).
     pub fn correlation_id(&self) -> Option<u64> {
-        self.meta.map(|m| m.correlation)
+        self.meta.as_ref().map(|m| m.correlation)
     }
 
     /// The trace context of the message being handled, if it carries one.
     pub fn trace(&self) -> Option<TraceContext> {
-        self.meta.and_then(|m| m.trace)
+        self.meta.as_ref().and_then(|m| m.trace)
+    }
+
+    /// The authenticated identity of the remote node that sent the message
+    /// being handled (its certificate name on a QUIC link); `None` for
+    /// messages sent from this node.
+    pub fn caller(&self) -> Option<&str> {
+        self.meta.as_ref().and_then(|m| m.caller.as_deref())
+    }
+
+    /// Whether the remote caller of the message being handled has given up
+    /// (the handler is dropped at its next `.await` anyway; long synchronous
+    /// work can check this).
+    pub fn is_cancelled(&self) -> bool {
+        self.meta
+            .as_ref()
+            .and_then(|m| m.cancel.as_ref())
+            .is_some_and(CancelToken::is_cancelled)
     }
 
     fn supervisor(&self) -> Arc<Supervisor> {

@@ -21,6 +21,8 @@ pub(crate) type HandleFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send +
 /// How handling one message ended.
 pub(crate) enum Outcome {
     Done,
+    /// The remote caller cancelled; the handler future was dropped.
+    Cancelled,
     Panicked(Arc<str>),
 }
 

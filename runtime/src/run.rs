@@ -41,8 +41,15 @@ impl Future for WithMeta<'_> {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Outcome> {
-        let meta = self.meta;
-        trace::with_current(meta, || self.fut.as_mut().poll(cx))
+        let this = &mut *self;
+        if let Some(cancel) = &this.meta.cancel
+            && cancel.poll_cancelled(cx).is_ready()
+        {
+            // The remote caller gave up: drop the handler where it stands.
+            return Poll::Ready(Outcome::Cancelled);
+        }
+        let meta = this.meta.clone();
+        trace::with_current(meta, || this.fut.as_mut().poll(cx))
     }
 }
 
@@ -226,7 +233,7 @@ impl<A: Actor> ActorCell<A> {
 
     /// Handle one message. `Some` = the actor must stop.
     async fn dispatch(&mut self, env: BoxEnvelope<A>) -> Option<StopReason> {
-        let meta = *env.meta();
+        let meta = env.meta().clone();
         let clock = Arc::clone(&self.cx.node.inner.clock);
         let core = &self.cx.myself.shared.core;
         let start = clock.now();
@@ -237,6 +244,11 @@ impl<A: Actor> ActorCell<A> {
             env.reject(Reject::Expired, core.id);
             return None;
         }
+        if meta.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            // The remote caller gave up while this was queued.
+            core.metrics.expired.incr();
+            return None;
+        }
         let span = tracing::debug_span!(
             parent: None,
             "handle",
@@ -245,7 +257,7 @@ impl<A: Actor> ActorCell<A> {
             message = env.message_type(),
             correlation = meta.correlation,
         );
-        self.cx.meta = Some(meta);
+        self.cx.meta = Some(meta.clone());
         let outcome = WithMeta {
             fut: env.handle(&mut self.actor, &mut self.cx),
             meta,
@@ -259,6 +271,10 @@ impl<A: Actor> ActorCell<A> {
         core.metrics.handled.incr();
         match outcome {
             Outcome::Done => None,
+            Outcome::Cancelled => {
+                tracing::debug!(actor = %core.id, "handler cancelled by its remote caller");
+                None
+            }
             Outcome::Panicked(message) => {
                 tracing::warn!(actor = %core.id, %message, "handler panicked");
                 self.fail(StopReason::Panicked { message }).await

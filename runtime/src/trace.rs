@@ -6,9 +6,12 @@
 //! actor's loop), so a chain of calls A → B → C shares one trace and one
 //! time budget without passing anything by hand.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
+
+use crate::remote::CancelToken;
 
 /// A W3C trace context (the parts of `traceparent` plexus keeps).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,23 +43,61 @@ impl fmt::Debug for TraceContext {
 }
 
 /// Per-message metadata, carried in the envelope.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Meta {
     pub(crate) correlation: u64,
     pub(crate) trace: Option<TraceContext>,
     pub(crate) deadline: Option<Instant>,
+    /// The authenticated name of the remote node that sent the request
+    /// (set only for requests that arrived over a link).
+    pub(crate) caller: Option<Arc<str>>,
+    /// Fired when the remote caller gives up: the handler is dropped.
+    pub(crate) cancel: Option<CancelToken>,
+    /// Set by [`crate::remote::CallScope::enter`]: sends made in the scope
+    /// take `caller` and `cancel` too (a handler's own sends do not).
+    pub(crate) inbound: bool,
+}
+
+impl Meta {
+    pub(crate) const fn plain(correlation: u64) -> Self {
+        Self {
+            correlation,
+            trace: None,
+            deadline: None,
+            caller: None,
+            cancel: None,
+            inbound: false,
+        }
+    }
+
+    /// What a message sent now, from code running under `self`, carries.
+    pub(crate) fn child(&self, deadline: Option<Instant>) -> Self {
+        let (caller, cancel) = if self.inbound {
+            (self.caller.clone(), self.cancel.clone())
+        } else {
+            (None, None)
+        };
+        Self {
+            correlation: self.correlation,
+            trace: self.trace,
+            deadline,
+            caller,
+            cancel,
+            inbound: false,
+        }
+    }
 }
 
 thread_local! {
     // The metadata of the message the actor on this thread is handling right
     // now. Set by the actor loop around each handler poll (see `run.rs`), so
     // it is only ever visible to code running inside that handler's poll.
-    static CURRENT: Cell<Option<Meta>> = const { Cell::new(None) };
+    static CURRENT: RefCell<Option<Meta>> = const { RefCell::new(None) };
 }
 
 /// The metadata of the message being handled on this thread, if any.
 pub(crate) fn current() -> Option<Meta> {
-    CURRENT.with(Cell::get)
+    CURRENT.with(|c| c.borrow().clone())
 }
 
 /// Runs `f` with `meta` as the current message metadata, restoring the
@@ -65,10 +106,11 @@ pub(crate) fn with_current<R>(meta: Meta, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Meta>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            CURRENT.with(|c| c.set(self.0));
+            let prev = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = prev);
         }
     }
-    let _restore = Restore(CURRENT.with(|c| c.replace(Some(meta))));
+    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(meta)));
     f()
 }
 
