@@ -231,6 +231,13 @@ pub enum LinkError {
         /// What closed it.
         reason: Arc<str>,
     },
+    /// `try_send` only: the link's buffer is full right now. Use `send`,
+    /// which waits.
+    #[error("link to {peer} is full")]
+    Full {
+        /// The peer's name.
+        peer: Arc<str>,
+    },
     /// The frame is larger than the link accepts.
     #[error("frame of {len} bytes exceeds the link's limit of {max}")]
     TooLarge {
@@ -249,6 +256,13 @@ pub trait FrameSender: Send + Sync + 'static {
     ///
     /// [`LinkError::Closed`] once the link is down.
     fn send(&self, frame: Bytes) -> BoxFuture<'_, Result<(), LinkError>>;
+
+    /// Queue one frame if the link has room now.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::Full`] or [`LinkError::Closed`].
+    fn try_send(&self, frame: Bytes) -> Result<(), LinkError>;
 
     /// Close the link; the peer's receiver ends.
     fn close(&self);
