@@ -120,7 +120,13 @@ impl QuicConfig {
         Ok(Arc::new(t))
     }
 
-    pub(crate) fn server_config(&self) -> Result<quinn::ServerConfig, QuicError> {
+    /// The quinn server config (mutual TLS, ALPN, keepalive) this config
+    /// makes: for custom endpoints and benchmark baselines.
+    ///
+    /// # Errors
+    ///
+    /// [`QuicError::Config`].
+    pub fn server_config(&self) -> Result<quinn::ServerConfig, QuicError> {
         let provider = provider();
         let verifier =
             WebPkiClientVerifier::builder_with_provider(self.roots()?, Arc::clone(&provider))
@@ -140,7 +146,12 @@ impl QuicConfig {
         Ok(config)
     }
 
-    pub(crate) fn client_config(&self) -> Result<quinn::ClientConfig, QuicError> {
+    /// The quinn client config this config makes.
+    ///
+    /// # Errors
+    ///
+    /// [`QuicError::Config`].
+    pub fn client_config(&self) -> Result<quinn::ClientConfig, QuicError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(QuicError::tls)?
