@@ -74,12 +74,15 @@ async fn pair(quic: bool) -> Pair {
         .expose::<Note>()
         .unwrap()
         .build();
-    let mut keep: Vec<Box<dyn std::any::Any + Send>> = vec![Box::new(a.clone()), Box::new(b.clone())];
+    let mut keep: Vec<Box<dyn std::any::Any + Send>> =
+        vec![Box::new(a.clone()), Box::new(b.clone())];
     if quic {
         let (ca, cb) = configs();
         let ea = QuicEndpoint::start(&ra, "a", ca).unwrap();
         let eb = QuicEndpoint::start(&rb, "b", cb).unwrap();
-        ea.connect_once("b", eb.local_addr().unwrap()).await.unwrap();
+        ea.connect_once("b", eb.local_addr().unwrap())
+            .await
+            .unwrap();
         rb.connected("a").await;
         keep.push(Box::new(ea));
         keep.push(Box::new(eb));
@@ -110,7 +113,11 @@ struct Floor {
 
 async fn floor() -> Floor {
     let (ca, cb) = configs();
-    let server = quinn::Endpoint::server(cb.server_config().unwrap(), SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let server = quinn::Endpoint::server(
+        cb.server_config().unwrap(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .unwrap();
     let mut client = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     client.set_default_client_config(ca.client_config().unwrap());
     let frames = Arc::new(AtomicU64::new(0));
@@ -180,11 +187,15 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("remote_ask_seq");
     g.bench_function("plexus_quic", |b| {
-        b.to_async(&rt).iter(|| async { quic.ping.ask(Ping(payload.clone())).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { quic.ping.ask(Ping(payload.clone())).await.unwrap() })
     });
-    g.bench_function("quinn_floor", |b| b.to_async(&rt).iter(|| floor_ask(&fl.conn, &payload)));
+    g.bench_function("quinn_floor", |b| {
+        b.to_async(&rt).iter(|| floor_ask(&fl.conn, &payload))
+    });
     g.bench_function("plexus_sim", |b| {
-        b.to_async(&rt).iter(|| async { sim.ping.ask(Ping(payload.clone())).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { sim.ping.ask(Ping(payload.clone())).await.unwrap() })
     });
     g.finish();
 

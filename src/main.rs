@@ -52,11 +52,16 @@ fn certs(args: &[String]) -> Result<(), String> {
     }
     let dir = dir.ok_or("--dir is required")?;
     let nodes = nodes.ok_or("--nodes is required")?;
-    let names: Vec<&str> = nodes.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+    let names: Vec<&str> = nodes
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
     if names.is_empty() {
         return Err("--nodes names no node".into());
     }
-    let files = plexus_transports::certs::write_dev_certs(&dir, &names).map_err(|e| e.to_string())?;
+    let files =
+        plexus_transports::certs::write_dev_certs(&dir, &names).map_err(|e| e.to_string())?;
     for f in files {
         println!("wrote {}", f.display());
     }

@@ -39,7 +39,10 @@ async fn a_peer_signed_by_another_ca_is_refused_and_reaches_no_actor() {
     assert!(ms[1].remote.peers().is_empty(), "no session on b");
     assert_eq!(ms[1].stats.handled.load(Ordering::SeqCst), 0);
     let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
-    assert!(matches!(echo.ask(Echo("x".into())).await, Err(AskError::PeerUnavailable { .. })));
+    assert!(matches!(
+        echo.ask(Echo("x".into())).await,
+        Err(AskError::PeerUnavailable { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +64,11 @@ async fn a_peer_claiming_another_name_is_refused() {
         QuicConfig::from_pem(&c_cert.cert_pem, &c_cert.key_pem, &ca.cert_pem).unwrap(),
     )
     .unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(2), liar.connect_once("b", b.local_addr().unwrap())).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        liar.connect_once("b", b.local_addr().unwrap()),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(ms[1].remote.peers().is_empty());
 }
@@ -77,11 +84,16 @@ async fn the_dialer_reconnects_after_the_link_drops() {
         eps.push(QuicEndpoint::start(&m.remote, name, config).unwrap());
     }
     eps[0].connect("b", eps[1].local_addr().unwrap());
-    tokio::time::timeout(Duration::from_secs(5), ms[0].remote.connected("b")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), ms[0].remote.connected("b"))
+        .await
+        .unwrap();
     let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
     assert_eq!(echo.ask(Echo("1".into())).await.unwrap(), "1");
     ms[1].remote.disconnect("a");
-    eventually("reconnected", Duration::from_secs(10), || ms[0].remote.is_connected("b") && ms[1].remote.is_connected("a")).await;
+    eventually("reconnected", Duration::from_secs(10), || {
+        ms[0].remote.is_connected("b") && ms[1].remote.is_connected("a")
+    })
+    .await;
     let mut ok = false;
     for _ in 0..50 {
         if echo.ask(Echo("2".into())).await.as_deref() == Ok("2") {

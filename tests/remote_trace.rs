@@ -30,11 +30,19 @@ impl Visit for TraceId {
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, _: &tracing::span::Id, _: LayerContext<'_, S>) {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: LayerContext<'_, S>,
+    ) {
         let mut v = TraceId(None);
         attrs.record(&mut v);
         if let Some(id) = v.0 {
-            self.0.lock().unwrap().push((attrs.metadata().name().to_owned(), id));
+            self.0
+                .lock()
+                .unwrap()
+                .push((attrs.metadata().name().to_owned(), id));
         }
     }
 }
@@ -55,7 +63,10 @@ async fn spans_on_both_nodes_share_the_trace_id() {
         let serve: Vec<_> = spans.iter().filter(|(n, _)| n == "rpc.serve").collect();
         assert_eq!(call.len(), 1, "{road:?}: {spans:?}");
         assert_eq!(serve.len(), 1, "{road:?}: {spans:?}");
-        assert_eq!(call[0].1, serve[0].1, "{road:?}: one trace id on both nodes");
+        assert_eq!(
+            call[0].1, serve[0].1,
+            "{road:?}: one trace id on both nodes"
+        );
         assert_eq!(call[0].1.len(), 32);
     }
 }

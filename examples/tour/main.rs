@@ -9,6 +9,9 @@
 //!    instead of growing memory.
 //! 4. A watch fires when an actor stops.
 //! 5. The node shuts down gracefully.
+//! 6. Two nodes talk over QUIC with mutual TLS (`remote.rs`).
+
+mod remote;
 
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
@@ -354,5 +357,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.aborted,
         node.actor_count()
     );
+
+    remote::run().await?;
     Ok(())
 }
