@@ -3,6 +3,7 @@
 //! one process on a 2-worker tokio runtime.
 //!
 //! Run with: `cargo bench --bench remote`
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -72,7 +72,7 @@ impl Handler<Audit> for Orders {
     async fn handle(&mut self, Audit(n): Audit, _: &mut Context<Self>) {
         tokio::time::sleep(Duration::from_millis(1)).await;
         self.audited += 1;
-        if self.audited % 100 == 0 {
+        if self.audited.is_multiple_of(100) {
             println!("[server] audited {} (last #{n})", self.audited);
         }
     }

@@ -41,7 +41,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
         if let Some(id) = v.0 {
             self.0
                 .lock()
-                .unwrap()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push((attrs.metadata().name().to_owned(), id));
         }
     }

@@ -35,7 +35,7 @@ impl Handler<Quote> for Pricing {
 }
 
 /// Runs the chapter.
-pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n6. remote: two nodes over QUIC with mutual TLS");
     let ca = DevCa::generate("tour CA")?;
     let config = |name: &str| -> Result<QuicConfig, Box<dyn std::error::Error>> {

@@ -1,6 +1,12 @@
 //! Shared by the remote tests: message types, actors, and three-node
 //! clusters on the simulated network or on real QUIC over loopback.
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

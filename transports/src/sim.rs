@@ -63,7 +63,7 @@ struct Net {
     clock: Arc<dyn Clock>,
     config: Mutex<SimConfig>,
     rng: Mutex<fastrand::Rng>,
-    pairs: Mutex<HashMap<(Arc<str>, Arc<str>), Vec<Arc<PairState>>>>,
+    pairs: Mutex<HashMap<PairKey, Vec<Arc<PairState>>>>,
 }
 
 impl fmt::Debug for SimNetwork {
@@ -93,7 +93,10 @@ impl PairState {
     }
 }
 
-fn key(a: &str, b: &str) -> (Arc<str>, Arc<str>) {
+/// Two node names, in order.
+type PairKey = (Arc<str>, Arc<str>);
+
+fn key(a: &str, b: &str) -> PairKey {
     if a <= b {
         (a.into(), b.into())
     } else {
