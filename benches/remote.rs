@@ -75,8 +75,13 @@ async fn pair(quic: bool) -> Pair {
         .expose::<Note>()
         .unwrap()
         .build();
-    let mut keep: Vec<Box<dyn std::any::Any + Send>> =
-        vec![Box::new(a.clone()), Box::new(b.clone())];
+    // A Remote that is dropped ends its sessions: keep both alive.
+    let mut keep: Vec<Box<dyn std::any::Any + Send>> = vec![
+        Box::new(a.clone()),
+        Box::new(b.clone()),
+        Box::new(ra.clone()),
+        Box::new(rb.clone()),
+    ];
     if quic {
         let (ca, cb) = configs();
         let ea = QuicEndpoint::start(&ra, "a", ca).unwrap();
