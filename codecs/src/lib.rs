@@ -74,6 +74,9 @@ pub mod wire_str; // WireStr: zero-copy strings out of frames
 
 mod varint;
 
+#[doc(hidden)]
+pub use plexus_runtime as __runtime;
+
 #[cfg(feature = "bincode")]
 pub use codec::Bincode;
 pub use codec::{Codec, CodecKind, Json, Postcard};

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use plexus_runtime::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -22,12 +23,11 @@ use crate::wire_str::WireStr;
 ///
 /// # Relation to the runtime's `Message`
 ///
-/// `plexus_runtime::Message` (`type Reply: Send + 'static`) becomes a
-/// supertrait once the runtime is wired in, as
-/// `RemoteMessage: Message<Reply: Serialize + DeserializeOwned> + …`, and this
-/// trait's own `Reply` then goes away. Code written as `M::Reply` and impls
-/// written with the macro keep compiling; only spelled-out
-/// `<M as RemoteMessage>::Reply` would need editing.
+/// [`plexus_runtime::Message`] is a supertrait: the reply type is the
+/// message's `Message::Reply`, which must also be serde. So a remote message
+/// is an ordinary message that any local actor handles, and a
+/// `Recipient<M>` may stand for a local or a remote actor. A handler's own
+/// error type travels as part of the reply: `reply = Result<OrderId, OrderError>`.
 ///
 /// # Examples
 ///
@@ -45,18 +45,18 @@ use crate::wire_str::WireStr;
 /// assert_eq!(PlaceOrder::NAME, "orders.PlaceOrder");
 /// assert_eq!(PlaceOrder::VERSION, 1);
 /// ```
-pub trait RemoteMessage: Serialize + DeserializeOwned + Send + 'static {
+pub trait RemoteMessage:
+    Message<Reply: Serialize + DeserializeOwned> + Serialize + DeserializeOwned + Send + 'static
+{
     /// Stable wire name, conventionally `package.Type` (`orders.PlaceOrder`):
     /// ASCII letters, digits and `.`, `_`, `-`, `:`, `/`, at most
     /// [`MessageId::MAX_NAME_LEN`] bytes.
     const NAME: &'static str;
     /// Encoding version; bump it on incompatible changes.
     const VERSION: u32;
-    /// What an ask of this message answers with.
-    type Reply: Serialize + DeserializeOwned + Send + 'static;
 }
 
-/// Implements [`RemoteMessage`] in one line:
+/// Implements [`RemoteMessage`] and `plexus_runtime::Message` in one line:
 /// `remote_message!(Type, "wire.Name", version, reply = ReplyType);`
 ///
 /// # Examples
@@ -71,10 +71,12 @@ pub trait RemoteMessage: Serialize + DeserializeOwned + Send + 'static {
 #[macro_export]
 macro_rules! remote_message {
     ($ty:ty, $name:expr, $version:expr, reply = $reply:ty $(,)?) => {
+        impl $crate::__runtime::Message for $ty {
+            type Reply = $reply;
+        }
         impl $crate::RemoteMessage for $ty {
             const NAME: &'static str = $name;
             const VERSION: u32 = $version;
-            type Reply = $reply;
         }
     };
 }

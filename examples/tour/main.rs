@@ -11,6 +11,9 @@
 //! 5. The node shuts down gracefully.
 //! 6. Event log: orders become events on a partitioned topic; an analytics
 //!    consumer group replays them and takes over when a member stops.
+//! 7. Two nodes talk over QUIC with mutual TLS (`remote.rs`).
+
+mod remote;
 
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
@@ -361,5 +364,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 6 ------------------------------------------------------------------
     log::run().await?;
+
+    // 7 ------------------------------------------------------------------
+    remote::run().await?;
     Ok(())
 }

@@ -88,6 +88,10 @@ pub trait Handler<M: Message>: Actor {
 pub struct ActorId(pub(crate) u64);
 
 impl ActorId {
+    /// The id that stands for an actor on another node, in errors of
+    /// remote sends (its real id is not known to the sender).
+    pub const REMOTE: Self = Self(0);
+
     /// The raw number, for logs and wire formats.
     pub const fn get(self) -> u64 {
         self.0

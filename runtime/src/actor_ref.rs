@@ -102,15 +102,8 @@ impl<A: Actor> ActorRef<A> {
 
     fn tell_meta(&self) -> Meta {
         match trace::current() {
-            Some(cur) => Meta {
-                deadline: None,
-                ..cur
-            },
-            None => Meta {
-                correlation: self.shared.core.node.next_correlation(),
-                trace: None,
-                deadline: None,
-            },
+            Some(cur) => cur.child(None),
+            None => Meta::plain(self.shared.core.node.next_correlation()),
         }
     }
 
@@ -423,17 +416,16 @@ where
             fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
             return fut;
         }
-        let meta = Meta {
-            correlation: match &cur {
-                Some(c) => c.correlation,
-                None => node.next_correlation(),
+        let mut meta = match &cur {
+            Some(c) => c.child(Some(deadline)),
+            None => Meta {
+                deadline: Some(deadline),
+                ..Meta::plain(node.next_correlation())
             },
-            trace: match self.trace {
-                Some(t) => Some(Arc::new(t)),
-                None => cur.and_then(|c| c.trace),
-            },
-            deadline: Some(deadline),
         };
+        if let Some(t) = self.trace {
+            meta.set_trace(t);
+        }
         let (tx, rx) = oneshot::channel();
         let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
         match shared.tx.try_send(env) {

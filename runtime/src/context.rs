@@ -10,6 +10,7 @@ use crate::cell::Sys;
 use crate::envelope::{BoxEnvelope, Tell};
 use crate::error::SpawnError;
 use crate::node::Node;
+use crate::remote::CancelToken;
 use crate::spawn::SpawnOptions;
 use crate::supervision::{SupervisionStrategy, Supervisor};
 use crate::timer::{TimerEntry, TimerId, Timers};
@@ -37,11 +38,7 @@ impl<A: Actor> fmt::Debug for Context<A> {
 }
 
 fn notice_meta() -> Meta {
-    Meta {
-        correlation: 0,
-        trace: None,
-        deadline: None,
-    }
+    Meta::plain(0)
 }
 
 impl<A: Actor> Context<A> {
@@ -103,7 +100,24 @@ impl<A: Actor> Context<A> {
 
     /// The trace context of the message being handled, if it carries one.
     pub fn trace(&self) -> Option<TraceContext> {
-        self.meta.as_ref().and_then(|m| m.trace.as_deref().copied())
+        self.meta.as_ref().and_then(Meta::trace)
+    }
+
+    /// The authenticated identity of the remote node that sent the message
+    /// being handled (its certificate name on a QUIC link); `None` for
+    /// messages sent from this node.
+    pub fn caller(&self) -> Option<&str> {
+        self.meta.as_ref().and_then(|m| m.caller().map(|c| &**c))
+    }
+
+    /// Whether the remote caller of the message being handled has given up
+    /// (the handler is dropped at its next `.await` anyway; long synchronous
+    /// work can check this).
+    pub fn is_cancelled(&self) -> bool {
+        self.meta
+            .as_ref()
+            .and_then(Meta::cancel)
+            .is_some_and(CancelToken::is_cancelled)
     }
 
     fn supervisor(&self) -> Arc<Supervisor> {

@@ -16,6 +16,7 @@ use tokio_util::sync::ReusableBoxFuture;
 use crate::actor::{Actor, ActorId, Handler, Message};
 use crate::context::Context;
 use crate::error::AskError;
+use crate::remote::CancelToken;
 use crate::trace::Meta;
 
 /// What the handler future hands back: the actor and its context (moved
@@ -47,6 +48,8 @@ where
 /// How handling one message ended.
 pub(crate) enum Outcome {
     Done,
+    /// The remote caller cancelled; the handler future was dropped.
+    Cancelled,
     Panicked(Arc<str>),
 }
 
@@ -118,13 +121,15 @@ where
         let Some(msg) = self.msg.take() else {
             return Err(held);
         };
+        let cancel = self.meta.cancel().cloned();
         place(slot, async move {
             let h = &mut *held;
             let outcome = {
                 let fut = std::pin::pin!(h.actor.handle(msg, &mut h.cx));
-                match CatchUnwind(fut).await {
-                    Ok(_) => Outcome::Done,
-                    Err(message) => Outcome::Panicked(message),
+                match Guarded::new(fut, cancel).await {
+                    Ended::Value(_) => Outcome::Done,
+                    Ended::Panicked(message) => Outcome::Panicked(message),
+                    Ended::Cancelled => Outcome::Cancelled,
                 }
             };
             (held, outcome)
@@ -188,19 +193,22 @@ where
         let (Some(msg), Some(reply)) = (self.msg.take(), self.reply.take()) else {
             return Err(held);
         };
+        let cancel = self.meta.cancel().cloned();
         place(slot, async move {
             let h = &mut *held;
             let id = h.cx.id();
             let outcome = {
                 let fut = std::pin::pin!(h.actor.handle(msg, &mut h.cx));
-                match CatchUnwind(fut).await {
-                    Ok(value) => {
+                match Guarded::new(fut, cancel).await {
+                    // The caller gave up; nobody waits for this reply.
+                    Ended::Cancelled => Outcome::Cancelled,
+                    Ended::Value(value) => {
                         // The asker may have given up (timeout, dropped
                         // future): the late reply is dropped here.
                         let _ = reply.send(Ok(value));
                         Outcome::Done
                     }
-                    Err(message) => {
+                    Ended::Panicked(message) => {
                         let _ = reply.send(Err(AskError::HandlerPanicked {
                             id,
                             message: message.clone(),
@@ -230,6 +238,47 @@ where
 
     fn take_message(&mut self) -> Option<Box<dyn Any + Send>> {
         self.msg.take().map(|m| Box::new(m) as Box<dyn Any + Send>)
+    }
+}
+
+/// How a guarded handler future ended.
+pub(crate) enum Ended<T> {
+    Value(T),
+    Panicked(Arc<str>),
+    Cancelled,
+}
+
+/// A handler future that ends early when its remote caller cancels, and
+/// turns a panic into `Ended::Panicked`. The actor and its context are
+/// outside it, so either way they come back to the loop.
+pub(crate) struct Guarded<F> {
+    fut: CatchUnwind<F>,
+    cancel: Option<CancelToken>,
+}
+
+impl<F> Guarded<F> {
+    pub(crate) fn new(fut: F, cancel: Option<CancelToken>) -> Self {
+        Self {
+            fut: CatchUnwind(fut),
+            cancel,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Guarded<F> {
+    type Output = Ended<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        if let Some(c) = &self.cancel
+            && c.poll_cancelled(cx).is_ready()
+        {
+            return Poll::Ready(Ended::Cancelled);
+        }
+        match Pin::new(&mut self.fut).poll(cx) {
+            Poll::Ready(Ok(v)) => Poll::Ready(Ended::Value(v)),
+            Poll::Ready(Err(m)) => Poll::Ready(Ended::Panicked(m)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -281,6 +330,6 @@ mod tests {
         );
         assert!(std::mem::size_of::<Tell<u64>>() <= 64);
         assert!(std::mem::size_of::<Ask<Small>>() <= 64);
-        assert!(std::mem::size_of::<Tell<[u64; 3]>>() <= 64);
+        assert!(std::mem::size_of::<Tell<[u64; 2]>>() <= 64);
     }
 }

@@ -150,6 +150,58 @@ pub enum AskError {
         /// The actor.
         id: ActorId,
     },
+    /// Remote asks: the deadline's budget ran out (on the way, while
+    /// queued at the remote node, or before the reply came back). An expired
+    /// request is not handled by the remote node. Give the call more time, or
+    /// shed it.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// Remote asks: no link to the peer node, or it went down while the
+    /// request was pending (reported at once, not at the deadline). Retry
+    /// once the link is back (links reconnect on their own).
+    #[error("peer {peer} is unavailable")]
+    PeerUnavailable {
+        /// The peer node's name.
+        peer: Arc<str>,
+    },
+    /// Remote asks: the peer exposes no message of this name. Check the
+    /// name, or register the message on the peer.
+    #[error("peer exposes no message named {name:?}")]
+    UnknownMessage {
+        /// The message name.
+        name: Arc<str>,
+    },
+    /// Remote asks: the peer knows the message at another version. Deploy
+    /// matching versions, or have the peer register both.
+    #[error("{name} v{got} is not understood by the peer, which has v{expected}")]
+    IncompatibleVersion {
+        /// The message name.
+        name: Arc<str>,
+        /// The newest version the peer registered.
+        expected: u32,
+        /// The version that was sent.
+        got: u32,
+    },
+    /// Remote asks: the request or its reply did not decode. A bug or a
+    /// version skew; the node stays up.
+    #[error("bad payload: {reason}")]
+    BadPayload {
+        /// What the decoder said.
+        reason: Arc<str>,
+    },
+    /// Remote asks: no actor of this name on the peer exposes the message.
+    #[error("no actor {target:?} on the peer exposes the message")]
+    UnknownTarget {
+        /// The target name.
+        target: Arc<str>,
+    },
+    /// Remote asks: any other failure the peer reported (e.g. the caller
+    /// is not authorized), as text.
+    #[error("remote error: {reason}")]
+    Remote {
+        /// The peer's explanation.
+        reason: Arc<str>,
+    },
 }
 
 /// Why a spawn failed.

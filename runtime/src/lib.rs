@@ -43,6 +43,10 @@
 //! - [`clock`]: the node's [`Clock`](clock::Clock); [`ManualClock`](clock::ManualClock) for tests.
 //! - [`metrics`]: per-actor and per-node snapshots.
 //! - [`error`]: one error enum per operation family.
+//! - [`remote`]: the seam a transport plugs into (`Link`), and the call scope
+//!   (deadline, trace, caller identity, cancellation) of remote requests.
+//! - [`protocols`]: actor protocols; [`protocols::rpc`] holds the sans-IO
+//!   pieces of remote calls (pending calls, credit windows).
 //!
 //! # Delivery and stop semantics
 //!
@@ -72,6 +76,7 @@ mod node;
 pub mod protocols;
 mod recipient;
 mod registry;
+pub mod remote;
 mod run;
 mod spawn;
 pub mod storage;

@@ -273,6 +273,12 @@ impl Node {
         &self.inner.clock
     }
 
+    /// The time budget of an ask that sets none (see
+    /// [`NodeBuilder::ask_timeout`]).
+    pub fn ask_timeout(&self) -> Duration {
+        self.inner.ask_timeout
+    }
+
     /// The node clock's current instant.
     pub fn now(&self) -> Instant {
         self.inner.clock.now()

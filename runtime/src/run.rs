@@ -316,6 +316,10 @@ impl<A: Actor> ActorCell<A> {
             core.metrics.handled.incr();
             match outcome {
                 Outcome::Done => None,
+                Outcome::Cancelled => {
+                    tracing::debug!(actor = %core.id, "handler cancelled by its remote caller");
+                    None
+                }
                 Outcome::Panicked(message) => {
                     tracing::warn!(actor = %core.id, %message, "handler panicked");
                     Box::pin(self.fail(StopReason::Panicked { message })).await
@@ -331,6 +335,12 @@ impl<A: Actor> ActorCell<A> {
         if let Some(deadline) = deadline
             && self.clock.now() >= deadline
         {
+            core.metrics.expired.incr();
+            env.reject(Reject::Expired, core.id);
+            return Begun::Skip;
+        }
+        if env.meta().cancel().is_some_and(|c| c.is_cancelled()) {
+            // The remote caller gave up while this was queued.
             core.metrics.expired.incr();
             env.reject(Reject::Expired, core.id);
             return Begun::Skip;

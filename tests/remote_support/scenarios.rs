@@ -1,0 +1,246 @@
+//! Scenarios that run on both roads.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use plexus_runtime::prelude::*;
+
+use super::*;
+
+/// Bounded poll of a condition on the wall clock (loopback I/O is real).
+pub async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub async fn ask_and_tell_by_name(road: Road) {
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+    assert_eq!(echo.ask(Echo("hi".into())).await.unwrap(), "hi");
+    // The same function works on a local and a remote recipient.
+    async fn twice(r: &Recipient<Echo>) -> String {
+        r.ask(Echo("x".into())).await.unwrap() + &r.ask(Echo("y".into())).await.unwrap()
+    }
+    let local: Recipient<Echo> = ms[0].node.lookup_recipient("svc").unwrap();
+    assert_eq!(twice(&local).await, twice(&echo).await);
+
+    let count: Recipient<Count> = ms[0].remote.recipient("b", "svc");
+    for n in 0..100 {
+        count.tell(Count(n)).await.unwrap();
+    }
+    count.try_tell(Count(100)).unwrap();
+    let stats = &ms[1].stats;
+    eventually("tells", Duration::from_secs(5), || {
+        stats.seen.lock().unwrap().len() >= 101
+    })
+    .await;
+    let seen = stats.seen.lock().unwrap().clone();
+    assert_eq!(seen, (0..=100).collect::<Vec<_>>(), "tells arrive in order");
+}
+
+pub async fn typed_errors(road: Road) {
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let a = &ms[0].remote;
+    // The handler's own error type, matched directly.
+    let div: Recipient<Divide> = a.recipient("b", "svc");
+    assert_eq!(div.ask(Divide(7, 2)).await.unwrap(), Ok(3));
+    assert_eq!(
+        div.ask(Divide(1, 0)).await.unwrap(),
+        Err(MathError::DivideByZero)
+    );
+
+    let unknown: Recipient<NotExposed> = a.recipient("b", "svc");
+    match unknown.ask(NotExposed).await {
+        Err(AskError::UnknownMessage { name }) => assert_eq!(&*name, "t.NotExposed"),
+        other => panic!("{other:?}"),
+    }
+    let v1: Recipient<PingV1> = a.recipient("b", "svc");
+    match v1.ask(PingV1).await {
+        Err(AskError::IncompatibleVersion {
+            name,
+            expected: 2,
+            got: 1,
+        }) => assert_eq!(&*name, "t.Ping"),
+        other => panic!("{other:?}"),
+    }
+    let bad: Recipient<EchoBad> = a.recipient("b", "svc");
+    assert!(
+        matches!(
+            bad.ask(EchoBad(u64::MAX, 1)).await,
+            Err(AskError::BadPayload { .. })
+        ),
+        "bad payload"
+    );
+    let nobody: Recipient<Echo> = a.recipient("b", "nobody");
+    match nobody.ask(Echo("?".into())).await {
+        Err(AskError::UnknownTarget { target }) => assert_eq!(&*target, "nobody"),
+        other => panic!("{other:?}"),
+    }
+    let nowhere: Recipient<Echo> = a.recipient("zz", "svc");
+    assert!(matches!(
+        nowhere.ask(Echo("?".into())).await,
+        Err(AskError::PeerUnavailable { .. })
+    ));
+    // The node still serves.
+    let echo: Recipient<Echo> = a.recipient("b", "svc");
+    assert_eq!(echo.ask(Echo("still up".into())).await.unwrap(), "still up");
+}
+
+pub async fn deadline_chain(road: Road) {
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let chain: Recipient<Chain> = ms[0].remote.recipient("b", "svc");
+    let view = chain
+        .ask(Chain { to: "c".into() })
+        .timeout(Duration::from_millis(800))
+        .await
+        .unwrap()
+        .unwrap();
+    let here = view.here_ms.unwrap();
+    let there = view.there_ms.unwrap();
+    assert!(here <= 800 && here > 300, "B sees A's budget: {view:?}");
+    assert!(there <= here && there > 200, "C inherits B's: {view:?}");
+    assert_eq!(view.here_caller.as_deref(), Some("a"), "B's caller is A");
+    assert_eq!(view.there_caller.as_deref(), Some("b"), "C's caller is B");
+}
+
+pub async fn expired_while_queued(road: Road) {
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let slow: Recipient<Slow> = ms[0].remote.recipient("b", "svc");
+    let busy = slow.clone();
+    let blocker = tokio::spawn(async move {
+        busy.ask(Slow { ms: 300 })
+            .timeout(Duration::from_secs(5))
+            .await
+    });
+    let stats = &ms[1].stats;
+    eventually("blocker started", Duration::from_secs(5), || {
+        stats.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Queued behind 300 ms of work with a 50 ms budget: never handled.
+    let start = Instant::now();
+    let r = slow
+        .ask(Slow { ms: 0 })
+        .timeout(Duration::from_millis(50))
+        .await;
+    assert_eq!(r, Err(AskError::DeadlineExceeded));
+    assert!(start.elapsed() < Duration::from_millis(250));
+    assert_eq!(blocker.await.unwrap(), Ok(300));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        stats.handled.load(Ordering::SeqCst),
+        1,
+        "the expired ask was not handled"
+    );
+    let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+    assert_eq!(echo.ask(Echo("up".into())).await.unwrap(), "up");
+}
+
+pub async fn link_loss_fails_pending_fast(road: Road) {
+    let (ms, net) = cluster(road, 64, Duration::ZERO).await;
+    let slow: Recipient<Slow> = ms[0].remote.recipient("b", "svc");
+    let pending = tokio::spawn(async move {
+        let start = Instant::now();
+        let r = slow
+            .ask(Slow { ms: 10_000 })
+            .timeout(Duration::from_secs(20))
+            .await;
+        (r, start.elapsed())
+    });
+    let stats = &ms[1].stats;
+    eventually("handler started", Duration::from_secs(5), || {
+        stats.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    match net {
+        Some(net) => net.partition("a", "b"),
+        None => ms[1].remote.disconnect("a"),
+    }
+    let (r, took) = pending.await.unwrap();
+    assert!(
+        matches!(r, Err(AskError::PeerUnavailable { ref peer }) if &**peer == "b"),
+        "{r:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "failed fast, not at the deadline: {took:?}"
+    );
+    // Tells are refused (no outbox), handing the message back.
+    let count: Recipient<Count> = ms[0].remote.recipient("b", "svc");
+    let e = count.tell(Count(1)).await.unwrap_err();
+    assert_eq!(e.into_inner().0, 1);
+    // The running handler on B was cancelled with the link.
+    eventually("handler dropped", Duration::from_secs(5), || {
+        stats.dropped_mid_handler.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+pub async fn cancel_on_drop(road: Road) {
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let slow: Recipient<Slow> = ms[0].remote.recipient("b", "svc");
+    let r = tokio::time::timeout(
+        Duration::from_millis(100),
+        slow.ask(Slow { ms: 5_000 })
+            .timeout(Duration::from_secs(10)),
+    )
+    .await;
+    assert!(r.is_err(), "the caller gave up");
+    let stats = &ms[1].stats;
+    eventually("remote handler dropped", Duration::from_secs(3), || {
+        stats.dropped_mid_handler.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(stats.finished.load(Ordering::SeqCst), 0);
+    // The actor is free again at once (not after 5 s).
+    let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+    assert_eq!(
+        echo.ask(Echo("free".into()))
+            .timeout(Duration::from_millis(500))
+            .await
+            .unwrap(),
+        "free"
+    );
+}
+
+/// Producer ≥10× faster than the consumer (1 ms per message): the producer
+/// waits, and what is queued anywhere stays within mailbox + credit window.
+pub async fn backpressure(road: Road) {
+    const CAPACITY: usize = 8;
+    const N: u64 = 700;
+    let (ms, _net) = cluster(road, CAPACITY, Duration::from_millis(1)).await;
+    let count: Recipient<Count> = ms[0].remote.recipient("b", "svc");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent2 = std::sync::Arc::clone(&sent);
+    let producer = tokio::spawn(async move {
+        for n in 0..N {
+            count.tell(Count(n)).await.unwrap();
+            sent2.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let stats = std::sync::Arc::clone(&ms[1].stats);
+    let bound = (CAPACITY + plexus_transports::remote::TELL_WINDOW + 2) as u64;
+    let mut max_gap = 0;
+    let mut waited = false;
+    let start = Instant::now();
+    while stats.handled.load(Ordering::SeqCst) < N {
+        assert!(start.elapsed() < Duration::from_secs(30), "stuck");
+        let s = sent.load(Ordering::SeqCst);
+        let h = stats.handled.load(Ordering::SeqCst);
+        let gap = s.saturating_sub(h);
+        max_gap = max_gap.max(gap);
+        if s < N && gap > 0 {
+            waited = true;
+        }
+        assert!(gap <= bound, "in flight {gap} exceeds {bound}");
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    producer.await.unwrap();
+    assert!(waited, "the producer had to wait");
+    assert!(max_gap >= CAPACITY as u64, "the window filled: {max_gap}");
+    let seen = stats.seen.lock().unwrap().clone();
+    assert_eq!(seen, (0..N).collect::<Vec<_>>());
+}

@@ -1,0 +1,430 @@
+//! One [`Session`] per connected peer: the reader loop over a link, the
+//! caller's pending asks and tell channels, and the receiver's running
+//! requests and tell forwarders.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use plexus_codecs::{
+    Agreed, Codec, CodecKind, Envelope, Kind, RemoteMessage, Target, TraceParent, WireError,
+    WireStr,
+};
+use plexus_runtime::AskError;
+use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
+use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender};
+use plexus_runtime::trace::TraceContext;
+use tokio::sync::{Notify, Semaphore, oneshot};
+
+use super::RemoteInner;
+use super::inbound::TellJob;
+
+/// Tells one sender may have queued at one target before the receiver
+/// grants credit back (a protocol constant both sides assume).
+pub const TELL_WINDOW: usize = 256;
+
+pub(crate) type Answer = Result<Envelope, AskError>;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The caller's side of a stream of tells to one target.
+pub(crate) struct TellChannel {
+    pub(crate) id: u64,
+    pub(crate) credits: Semaphore,
+}
+
+struct InboundCall {
+    cancel: CancelToken,
+    abort: Option<tokio::task::AbortHandle>,
+}
+
+pub(crate) struct Session {
+    pub(crate) peer: Arc<str>,
+    pub(crate) tx: Arc<dyn FrameSender>,
+    pub(crate) agreed: Agreed,
+    pub(crate) pending: Mutex<Pending<oneshot::Sender<Answer>>>,
+    channels: Mutex<HashMap<WireStr, Arc<TellChannel>>>,
+    channels_by_id: Mutex<HashMap<u64, Arc<TellChannel>>>,
+    next_channel: AtomicU64,
+    inbound: Mutex<HashMap<u64, InboundCall>>,
+    forwarders: Mutex<HashMap<u64, flume::Sender<TellJob>>>,
+    alive: AtomicBool,
+    closed: Notify,
+}
+
+impl Session {
+    pub(crate) fn new(peer: Arc<str>, tx: Arc<dyn FrameSender>, agreed: Agreed) -> Self {
+        Self {
+            peer,
+            tx,
+            agreed,
+            pending: Mutex::new(Pending::new()),
+            channels: Mutex::new(HashMap::new()),
+            channels_by_id: Mutex::new(HashMap::new()),
+            next_channel: AtomicU64::new(1),
+            inbound: Mutex::new(HashMap::new()),
+            forwarders: Mutex::new(HashMap::new()),
+            alive: AtomicBool::new(true),
+            closed: Notify::new(),
+        }
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the session has ended.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if !self.is_alive() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn codec(&self) -> CodecKind {
+        self.agreed.encode_with
+    }
+
+    /// The tell channel to `target`, made on first use.
+    pub(crate) fn channel(&self, target: &WireStr) -> Arc<TellChannel> {
+        if let Some(c) = lock(&self.channels).get(target) {
+            return Arc::clone(c);
+        }
+        let mut channels = lock(&self.channels);
+        Arc::clone(channels.entry(target.clone()).or_insert_with(|| {
+            let id = (1 << 63) | self.next_channel.fetch_add(1, Ordering::Relaxed);
+            let ch = Arc::new(TellChannel {
+                id,
+                credits: Semaphore::new(TELL_WINDOW),
+            });
+            if !self.is_alive() {
+                ch.credits.close();
+            }
+            lock(&self.channels_by_id).insert(id, Arc::clone(&ch));
+            ch
+        }))
+    }
+
+    /// A tell or ask frame: header, then `msg` encoded straight after it.
+    pub(crate) fn encode_request<M: RemoteMessage>(
+        &self,
+        kind: Kind,
+        correlation: u64,
+        target: &WireStr,
+        msg: &M,
+        budget: Option<Duration>,
+        trace: Option<TraceParent>,
+    ) -> Result<Bytes, WireError> {
+        let mut env = Envelope::for_message::<M>(kind, correlation, Target::Name(target.clone()));
+        env.deadline = budget;
+        env.traceparent = trace;
+        let mut buf = BytesMut::with_capacity(env.header_len() + 64);
+        env.encode_header(&mut buf);
+        self.codec().encode(msg, &mut buf)?;
+        Ok(buf.freeze())
+    }
+
+    /// Send a cancel for `correlation` without waiting.
+    pub(crate) fn send_cancel(self: &Arc<Self>, correlation: u64) {
+        if !self.is_alive() {
+            return;
+        }
+        let frame = encode(&Envelope::new(Kind::Cancel, correlation));
+        if let Err(plexus_runtime::remote::LinkError::Full { .. }) = self.tx.try_send(frame.clone())
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let tx = Arc::clone(&self.tx);
+            rt.spawn(async move {
+                let _ = tx.send(frame).await;
+            });
+        }
+    }
+
+    /// The reader loop: runs until the link closes, then fails what is
+    /// pending with `PeerUnavailable`.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        mut rx: Box<dyn FrameReceiver>,
+        remote: Weak<RemoteInner>,
+    ) {
+        let span = tracing::debug_span!("rpc.session", peer = %self.peer);
+        let _ = span;
+        loop {
+            let frame = match rx.recv().await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::info!(peer = %self.peer, error = %e, "link closed");
+                    break;
+                }
+            };
+            let env = match Envelope::decode(frame) {
+                Ok(env) => env,
+                Err(e) => {
+                    tracing::warn!(peer = %self.peer, error = %e, "undecodable frame dropped");
+                    continue;
+                }
+            };
+            let Some(remote) = remote.upgrade() else {
+                break;
+            };
+            self.on_envelope(env, &remote);
+        }
+        self.shutdown();
+        if let Some(remote) = remote.upgrade() {
+            remote.forget(&self);
+        }
+    }
+
+    fn on_envelope(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
+        tracing::trace!(peer = %self.peer, kind = ?env.kind, correlation = env.correlation, "frame");
+        match env.kind {
+            Kind::Reply | Kind::Error | Kind::StreamItem | Kind::StreamEnd => {
+                if let Some(w) = lock(&self.pending).take(env.correlation) {
+                    let _ = w.send(Ok(env));
+                }
+            }
+            Kind::Credit => {
+                let ch = lock(&self.channels_by_id).get(&env.correlation).cloned();
+                if let (Some(ch), Some(n)) = (ch, env.credits()) {
+                    let room = TELL_WINDOW.saturating_sub(ch.credits.available_permits());
+                    ch.credits
+                        .add_permits(usize::try_from(n).unwrap_or(usize::MAX).min(room));
+                }
+            }
+            Kind::Tell => self.on_tell(env, remote),
+            Kind::Ask => self.on_ask(env, remote),
+            Kind::Cancel => {
+                if let Some(call) = lock(&self.inbound).remove(&env.correlation) {
+                    tracing::debug!(peer = %self.peer, correlation = env.correlation, "cancelled by caller");
+                    call.cancel.cancel();
+                    if let Some(a) = call.abort {
+                        a.abort();
+                    }
+                }
+            }
+            _ => {
+                tracing::debug!(peer = %self.peer, kind = ?env.kind, "unexpected frame kind ignored")
+            }
+        }
+    }
+
+    fn scope(&self, env: &Envelope, remote: &RemoteInner) -> CallScope {
+        let mut scope = CallScope::new()
+            .correlation(env.correlation)
+            .trace(env.traceparent.map(to_context))
+            .caller(Arc::clone(&self.peer));
+        if let Some(budget) = env.deadline {
+            scope = scope.deadline(plexus_runtime::protocols::rpc::deadline_from_budget(
+                budget,
+                remote.node.now(),
+            ));
+        }
+        scope
+    }
+
+    fn on_tell(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
+        let channel = env.correlation;
+        let job: TellJob = match self.dispatch_tell(&env, remote) {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
+                // Still a job, so the sender's credit comes back.
+                Box::pin(async {})
+            }
+        };
+        let tx = {
+            let mut forwarders = lock(&self.forwarders);
+            forwarders
+                .entry(channel)
+                .or_insert_with(|| self.spawn_forwarder(channel))
+                .clone()
+        };
+        if tx.try_send(job).is_err() {
+            tracing::warn!(peer = %self.peer, channel, "peer exceeded its tell credit; tell dropped");
+        }
+    }
+
+    fn dispatch_tell(&self, env: &Envelope, remote: &RemoteInner) -> Result<TellJob, WireError> {
+        let target = target_name(env)?;
+        let decoded = remote
+            .registry
+            .decode_envelope(self.agreed.decode_with, env)?;
+        let scope = self.scope(env, remote);
+        decoded
+            .handler
+            .tell(&remote.node, target, decoded.value, scope)
+    }
+
+    /// The task that delivers one channel's tells in order, waiting for
+    /// mailbox room, and grants credit back as the mailbox accepts them.
+    fn spawn_forwarder(&self, channel: u64) -> flume::Sender<TellJob> {
+        let (tx, rx) = flume::bounded::<TellJob>(TELL_WINDOW);
+        let link = Arc::clone(&self.tx);
+        tokio::spawn(async move {
+            let mut window = RecvWindow::new(TELL_WINDOW as u64);
+            while let Ok(job) = rx.recv_async().await {
+                job.await;
+                if let Some(n) = window.accepted(rx.is_empty())
+                    && link
+                        .send(encode(&Envelope::credit(channel, n)))
+                        .await
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        tx
+    }
+
+    fn on_ask(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
+        let corr = env.correlation;
+        match env.deadline {
+            Some(b) if b.is_zero() => {
+                self.send_error(corr, &WireError::DeadlineExceeded);
+                return;
+            }
+            _ => {}
+        }
+        let started = (|| {
+            let target = target_name(&env)?;
+            let decoded = remote
+                .registry
+                .decode_envelope(self.agreed.decode_with, &env)?;
+            let cancel = CancelToken::new();
+            let scope = self.scope(&env, remote).cancel(cancel.clone());
+            let fut =
+                decoded
+                    .handler
+                    .ask(&remote.node, target, decoded.value, scope, self.codec())?;
+            Ok::<_, WireError>((fut, cancel))
+        })();
+        let (fut, cancel) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "remote ask refused");
+                self.send_error(corr, &e);
+                return;
+            }
+        };
+        let trace_id = env.traceparent.map(|t| hex(&t.trace_id()));
+        let span = tracing::debug_span!(
+            "rpc.serve",
+            peer = %self.peer,
+            correlation = corr,
+            trace_id = trace_id.as_deref().unwrap_or(""),
+        );
+        lock(&self.inbound).insert(
+            corr,
+            InboundCall {
+                cancel,
+                abort: None,
+            },
+        );
+        let session = Arc::clone(self);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let result = fut.await;
+                if lock(&session.inbound).remove(&corr).is_none() {
+                    return; // cancelled meanwhile
+                }
+                let frame = match result {
+                    Ok(payload) => encode(&Envelope::new(Kind::Reply, corr).with_payload(payload)),
+                    Err(e) => encode(&Envelope::error(corr, &e)),
+                };
+                let _ = session.tx.send(frame).await;
+            },
+            span,
+        ));
+        if let Some(call) = lock(&self.inbound).get_mut(&corr) {
+            call.abort = Some(task.abort_handle());
+        }
+    }
+
+    fn send_error(self: &Arc<Self>, corr: u64, e: &WireError) {
+        let frame = encode(&Envelope::error(corr, e));
+        if self.tx.try_send(frame.clone()).is_err() {
+            let tx = Arc::clone(&self.tx);
+            tokio::spawn(async move {
+                let _ = tx.send(frame).await;
+            });
+        }
+    }
+
+    /// The link is gone: fail pending asks now, refuse tells, cancel what
+    /// runs for the peer.
+    pub(crate) fn shutdown(&self) {
+        if !self.alive.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.tx.close();
+        let waiters: Vec<_> = lock(&self.pending).drain().collect();
+        for w in waiters {
+            let _ = w.send(Err(AskError::PeerUnavailable {
+                peer: Arc::clone(&self.peer),
+            }));
+        }
+        for ch in lock(&self.channels).values() {
+            ch.credits.close();
+        }
+        for (_, call) in lock(&self.inbound).drain() {
+            call.cancel.cancel();
+            if let Some(a) = call.abort {
+                a.abort();
+            }
+        }
+        lock(&self.forwarders).clear();
+        self.closed.notify_waiters();
+    }
+}
+
+fn target_name(env: &Envelope) -> Result<&str, WireError> {
+    match &env.target {
+        Some(Target::Name(n)) => Ok(n.as_str()),
+        Some(Target::Id(id)) => Err(WireError::UnknownTarget {
+            target: format!("#{id}"),
+        }),
+        None => Err(WireError::UnknownTarget {
+            target: String::new(),
+        }),
+    }
+}
+
+pub(crate) fn encode(env: &Envelope) -> Bytes {
+    let mut buf = BytesMut::with_capacity(env.encoded_len());
+    env.encode(&mut buf);
+    buf.freeze()
+}
+
+pub(crate) fn to_context(t: TraceParent) -> TraceContext {
+    TraceContext {
+        trace_id: u128::from_be_bytes(t.trace_id()),
+        span_id: u64::from_be_bytes(t.parent_id()),
+        sampled: t.sampled(),
+    }
+}
+
+pub(crate) fn to_traceparent(t: TraceContext) -> Option<TraceParent> {
+    TraceParent::new(
+        t.trace_id.to_be_bytes(),
+        t.span_id.to_be_bytes(),
+        u8::from(t.sampled),
+    )
+    .ok()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

@@ -1,0 +1,344 @@
+//! [`SimNetwork`]: an in-process network of [`Link`]s with latency, jitter
+//! (which reorders frames), loss and partitions, driven by a node's clock
+//! and a seed — so multi-node tests run in one process, repeatably.
+//!
+//! Faults are per frame: a lost frame is gone (stricter than QUIC, which
+//! retransmits), a jittered frame may overtake an earlier one (QUIC keeps
+//! order within a stream). A partition closes every link between the two
+//! sides, as a QUIC idle timeout would: both ends see the link close and
+//! pending asks fail with `PeerUnavailable`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use plexus_runtime::BoxFuture;
+use plexus_runtime::clock::Clock;
+use plexus_runtime::remote::{FrameReceiver, FrameSender, Link, LinkError};
+
+/// How many frames one direction of a link buffers before `send` waits:
+/// the simulated link's own flow control.
+pub const SIM_LINK_CAPACITY: usize = 1024;
+
+/// Fault settings of a [`SimNetwork`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub struct SimConfig {
+    /// One-way delay of every frame.
+    pub latency: Duration,
+    /// Extra delay, uniform in `0..=jitter`, per frame; frames may reorder.
+    pub jitter: Duration,
+    /// Probability (0.0–1.0) that a frame is dropped.
+    pub loss: f64,
+}
+
+/// A simulated network. Cheap to clone; clones share it.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use plexus_runtime::clock::SystemClock;
+/// # use plexus_transports::sim::SimNetwork;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let net = SimNetwork::new(SystemClock, 7).latency(Duration::from_millis(1));
+/// let (mut a_to_b, mut b_to_a) = net.link("a", "b");
+/// a_to_b.tx.send(bytes::Bytes::from_static(b"hi")).await?;
+/// assert_eq!(&b_to_a.rx.recv().await?[..], b"hi");
+/// net.partition("a", "b");
+/// assert!(b_to_a.rx.recv().await.is_err());
+/// # let _ = &mut a_to_b;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SimNetwork {
+    inner: Arc<Net>,
+}
+
+struct Net {
+    clock: Arc<dyn Clock>,
+    config: Mutex<SimConfig>,
+    rng: Mutex<fastrand::Rng>,
+    pairs: Mutex<HashMap<PairKey, Vec<Arc<PairState>>>>,
+}
+
+impl fmt::Debug for SimNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimNetwork")
+            .field("config", &*lock(&self.inner.config))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Shared by the two ends of one link.
+struct PairState {
+    down: AtomicBool,
+    kill: [flume::Sender<()>; 2],
+}
+
+impl PairState {
+    fn close(&self) {
+        self.down.store(true, Ordering::Release);
+        for k in &self.kill {
+            let _ = k.try_send(());
+        }
+    }
+}
+
+/// Two node names, in order.
+type PairKey = (Arc<str>, Arc<str>);
+
+fn key(a: &str, b: &str) -> PairKey {
+    if a <= b {
+        (a.into(), b.into())
+    } else {
+        (b.into(), a.into())
+    }
+}
+
+impl SimNetwork {
+    /// A network on `clock` (use the nodes' clock) with faults drawn from
+    /// `seed`; no latency, jitter or loss until set.
+    pub fn new(clock: impl Clock, seed: u64) -> Self {
+        Self::with_clock(Arc::new(clock), seed)
+    }
+
+    /// As [`new`](Self::new), sharing a node's clock handle
+    /// (`node.clock().clone()`).
+    pub fn with_clock(clock: Arc<dyn Clock>, seed: u64) -> Self {
+        Self {
+            inner: Arc::new(Net {
+                clock,
+                config: Mutex::new(SimConfig::default()),
+                rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+                pairs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Sets the one-way latency of frames sent from now on.
+    #[must_use]
+    pub fn latency(self, latency: Duration) -> Self {
+        lock(&self.inner.config).latency = latency;
+        self
+    }
+
+    /// Sets the jitter (and so reordering) of frames sent from now on.
+    #[must_use]
+    pub fn jitter(self, jitter: Duration) -> Self {
+        lock(&self.inner.config).jitter = jitter;
+        self
+    }
+
+    /// Sets the loss probability of frames sent from now on.
+    #[must_use]
+    pub fn loss(self, loss: f64) -> Self {
+        lock(&self.inner.config).loss = loss.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Changes the faults of a running network.
+    pub fn set_config(&self, config: SimConfig) {
+        *lock(&self.inner.config) = config;
+    }
+
+    /// A connected pair of links: the first is `a`'s link to `b` (its peer
+    /// is `b`), the second `b`'s link to `a`.
+    pub fn link(&self, a: &str, b: &str) -> (Link, Link) {
+        let (kill_a_tx, kill_a_rx) = flume::bounded(1);
+        let (kill_b_tx, kill_b_rx) = flume::bounded(1);
+        let state = Arc::new(PairState {
+            down: AtomicBool::new(false),
+            kill: [kill_a_tx, kill_b_tx],
+        });
+        lock(&self.inner.pairs)
+            .entry(key(a, b))
+            .or_default()
+            .push(Arc::clone(&state));
+        let (a_tx, a_rx) = self.direction(b, &state, kill_b_rx);
+        let (b_tx, b_rx) = self.direction(a, &state, kill_a_rx);
+        (
+            Link {
+                peer: b.into(),
+                tx: a_tx,
+                rx: b_rx,
+            },
+            Link {
+                peer: a.into(),
+                tx: b_tx,
+                rx: a_rx,
+            },
+        )
+    }
+
+    /// One direction: the sender and the receiver at the far end (`to`).
+    fn direction(
+        &self,
+        to: &str,
+        state: &Arc<PairState>,
+        kill: flume::Receiver<()>,
+    ) -> (Arc<dyn FrameSender>, Box<dyn FrameReceiver>) {
+        let (tx, rx) = flume::bounded(SIM_LINK_CAPACITY);
+        let sender = SimSender {
+            net: Arc::clone(&self.inner),
+            to: to.into(),
+            state: Arc::clone(state),
+            tx,
+        };
+        let receiver = SimReceiver {
+            net: Arc::clone(&self.inner),
+            peer: to.into(),
+            state: Arc::clone(state),
+            rx,
+            kill,
+            heap: BinaryHeap::new(),
+            seq: 0,
+        };
+        (Arc::new(sender), Box::new(receiver))
+    }
+
+    /// Cut every link between `a` and `b` (both ends see them close).
+    /// New links made with [`link`](Self::link) afterwards work: that is a
+    /// heal followed by a reconnect.
+    pub fn partition(&self, a: &str, b: &str) {
+        if let Some(states) = lock(&self.inner.pairs).remove(&key(a, b)) {
+            for s in states {
+                s.close();
+            }
+        }
+    }
+}
+
+struct SimSender {
+    net: Arc<Net>,
+    to: Arc<str>,
+    state: Arc<PairState>,
+    tx: flume::Sender<(Instant, Bytes)>,
+}
+
+impl SimSender {
+    fn closed(&self) -> LinkError {
+        LinkError::Closed {
+            peer: Arc::clone(&self.to),
+            reason: "simulated partition".into(),
+        }
+    }
+}
+
+impl FrameSender for SimSender {
+    fn send(&self, frame: Bytes) -> BoxFuture<'_, Result<(), LinkError>> {
+        Box::pin(async move {
+            if self.state.down.load(Ordering::Acquire) {
+                return Err(self.closed());
+            }
+            let config = *lock(&self.net.config);
+            let (lost, extra) = {
+                let mut rng = lock(&self.net.rng);
+                let lost = config.loss > 0.0 && rng.f64() < config.loss;
+                let extra = if config.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    config.jitter.mul_f64(rng.f64())
+                };
+                (lost, extra)
+            };
+            if lost {
+                tracing::trace!(to = %self.to, "simulated loss");
+                return Ok(());
+            }
+            let at = self.net.clock.now() + config.latency + extra;
+            self.tx
+                .send_async((at, frame))
+                .await
+                .map_err(|_| self.closed())
+        })
+    }
+
+    fn try_send(&self, frame: Bytes) -> Result<(), LinkError> {
+        if self.state.down.load(Ordering::Acquire) {
+            return Err(self.closed());
+        }
+        let at = self.net.clock.now() + lock(&self.net.config).latency;
+        self.tx.try_send((at, frame)).map_err(|e| match e {
+            flume::TrySendError::Full(_) => LinkError::Full {
+                peer: Arc::clone(&self.to),
+            },
+            flume::TrySendError::Disconnected(_) => self.closed(),
+        })
+    }
+
+    fn close(&self) {
+        self.state.close();
+    }
+}
+
+struct SimReceiver {
+    net: Arc<Net>,
+    peer: Arc<str>,
+    state: Arc<PairState>,
+    rx: flume::Receiver<(Instant, Bytes)>,
+    kill: flume::Receiver<()>,
+    /// Frames taken off the channel, by delivery time then arrival order.
+    heap: BinaryHeap<Reverse<(Instant, u64, Bytes)>>,
+    seq: u64,
+}
+
+impl SimReceiver {
+    fn push(&mut self, at: Instant, frame: Bytes) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, frame)));
+    }
+}
+
+impl FrameReceiver for SimReceiver {
+    fn recv(&mut self) -> BoxFuture<'_, Result<Bytes, LinkError>> {
+        Box::pin(async move {
+            loop {
+                if self.state.down.load(Ordering::Acquire) {
+                    return Err(LinkError::Closed {
+                        peer: Arc::clone(&self.peer),
+                        reason: "simulated partition".into(),
+                    });
+                }
+                while let Ok((at, frame)) = self.rx.try_recv() {
+                    self.push(at, frame);
+                }
+                let now = self.net.clock.now();
+                if let Some(at) = self.heap.peek().map(|Reverse((at, _, _))| *at) {
+                    if at <= now
+                        && let Some(Reverse((_, _, frame))) = self.heap.pop()
+                    {
+                        return Ok(frame);
+                    }
+                    let sleep = self.net.clock.sleep_until(at);
+                    tokio::select! {
+                        biased;
+                        _ = self.kill.recv_async() => {}
+                        () = sleep => {}
+                        r = self.rx.recv_async() => if let Ok((at, frame)) = r { self.push(at, frame) },
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    biased;
+                    _ = self.kill.recv_async() => {}
+                    r = self.rx.recv_async() => match r {
+                        Ok((at, frame)) => self.push(at, frame),
+                        Err(_) => return Err(LinkError::Closed {
+                            peer: Arc::clone(&self.peer),
+                            reason: "peer dropped the link".into(),
+                        }),
+                    },
+                }
+            }
+        })
+    }
+}
