@@ -68,6 +68,7 @@ mod envelope;
 pub mod error;
 pub mod metrics;
 mod node;
+pub mod protocols;
 mod recipient;
 mod registry;
 mod run;
