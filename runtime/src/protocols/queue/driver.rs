@@ -93,9 +93,14 @@ pub struct QueueActor {
     name: Arc<str>,
     dir: PathBuf,
     core: QueueCore,
-    log: FileLog,
+    /// `None` once stopped: released in `stopped`, before watchers hear of
+    /// the death, so the queue can be reopened at once.
+    log: Option<FileLog>,
     generation: u64,
     log_bytes: u64,
+    /// Size of the last snapshot: what compaction cannot shrink below
+    /// (it also holds deduplication ids), so it waits for 4× that.
+    floor: u64,
     writer: EventWriter,
     waiters: Vec<Waiter>,
     commits: mpsc::UnboundedSender<Commit>,
@@ -123,9 +128,10 @@ impl QueueActor {
             name,
             dir,
             core: opened.core,
-            log: opened.log,
+            log: Some(opened.log),
             generation: opened.generation,
             log_bytes: opened.log_bytes,
+            floor: 0,
             writer: EventWriter::default(),
             waiters: Vec::new(),
             commits: tx,
@@ -152,7 +158,7 @@ impl QueueActor {
         let cfg = self.core.config();
         if self.failed.is_none()
             && self.log_bytes >= cfg.compact_min_bytes
-            && self.log_bytes > self.core.live_bytes().saturating_mul(4)
+            && self.log_bytes > self.core.live_bytes().max(self.floor).saturating_mul(4)
         {
             self.compact(cx).await;
         }
@@ -240,12 +246,13 @@ impl QueueActor {
             None
         } else {
             self.log_bytes += batch.encoded_len() as u64;
-            let queued = match self.log.try_append(batch) {
-                Ok(p) => Ok(p),
-                Err(TryAppendError::Full(b)) => {
-                    self.log.enqueue(b).await.map_err(|e| e.to_string())
-                }
-                Err(_) => Err("the event log has stopped".to_owned()),
+            let queued = match self.log.as_ref().map(|log| log.try_append(batch)) {
+                Some(Ok(p)) => Ok(p),
+                Some(Err(TryAppendError::Full(b))) => match &self.log {
+                    Some(log) => log.enqueue(b).await.map_err(|e| e.to_string()),
+                    None => Err("the event log is closed".to_owned()),
+                },
+                _ => Err("the event log is closed".to_owned()),
             };
             match queued {
                 Ok(p) => Some(p),
@@ -296,10 +303,11 @@ impl QueueActor {
         let cfg = self.core.config().clone();
         match store::write_generation(&self.dir, next, &snapshot, &cfg, &map, map.wall_ms).await {
             Ok((log, bytes)) => {
-                let old = std::mem::replace(&mut self.log, log);
+                let old = self.log.replace(log);
                 drop(old);
                 let old_gen = std::mem::replace(&mut self.generation, next);
                 self.log_bytes = bytes;
+                self.floor = bytes;
                 if let Err(e) = store::remove_generation(&self.dir, old_gen) {
                     tracing::warn!(queue = %self.name, error = %e, "cannot remove an old queue generation");
                 }
@@ -327,6 +335,11 @@ impl Actor for QueueActor {
         if self.failed.is_none() {
             let _ = self.sync(cx).await;
         }
+    }
+
+    async fn stopped(&mut self, _: &crate::StopReason) {
+        // Joins the log's writer thread after it acknowledged everything.
+        self.log = None;
     }
 }
 

@@ -211,7 +211,6 @@ impl NewMessage {
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct QueueConfig {
     /// How long a delivery is leased to its consumer (the visibility
     /// timeout). Unacknowledged when it ends, the message is delivered
@@ -275,8 +274,8 @@ impl QueueConfig {
         if self.max_lease < self.lease {
             return Err("max_lease must be at least lease");
         }
-        if self.max_message_bytes == 0 || self.max_message_bytes > (1 << 30) {
-            return Err("max_message_bytes must be between 1 byte and 1 GiB");
+        if self.max_message_bytes == 0 || self.max_message_bytes > (1 << 30) - (1 << 20) {
+            return Err("max_message_bytes must be between 1 byte and 1023 MiB");
         }
         if self.segment_bytes == 0 {
             return Err("segment_bytes must be greater than zero");
