@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::TimeMap;
-use super::core::{Action, Enqueued, Grant, QueueCore};
+use super::core::{Action, Enqueued, Grant, MessageState, QueueCore};
 use super::error::{AckError, EnqueueError};
 use super::handle::Delivery;
 use super::store::{self, EventWriter};
@@ -505,6 +505,17 @@ impl Message for MetricsMsg {
 impl Handler<MetricsMsg> for QueueActor {
     async fn handle(&mut self, _: MetricsMsg, cx: &mut Context<Self>) -> QueueMetrics {
         self.core.metrics(cx.now())
+    }
+}
+
+pub(crate) struct StateMsg(pub MessageId);
+impl Message for StateMsg {
+    type Reply = Option<MessageState>;
+}
+
+impl Handler<StateMsg> for QueueActor {
+    async fn handle(&mut self, m: StateMsg, _: &mut Context<Self>) -> Option<MessageState> {
+        self.core.state_of(m.0)
     }
 }
 

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::core::{Enqueued, Grant};
+use super::core::{Enqueued, Grant, MessageState};
 use super::driver::{
     AckMsg, DeadLettersMsg, EnqueueMsg, ExtendMsg, FlushMsg, MetricsMsg, NackMsg, QueueActor,
-    RedriveMsg, SubscribeMsg, UnsubscribeMsg,
+    RedriveMsg, StateMsg, SubscribeMsg, UnsubscribeMsg,
 };
 use super::error::{AckError, EnqueueError, OpenError};
 use super::store;
@@ -199,6 +199,15 @@ impl Queue {
     /// [`AskError`] if the queue has stopped or does not answer in time.
     pub async fn metrics(&self) -> Result<QueueMetrics, AskError> {
         self.actor.ask(MetricsMsg).await
+    }
+
+    /// Where message `id` is now (held behind its group, scheduled, ready,
+    /// leased or dead); `None` once acked, or if it never existed.
+    ///
+    /// # Errors
+    /// [`AskError`] if the queue has stopped or does not answer in time.
+    pub async fn state_of(&self, id: MessageId) -> Result<Option<MessageState>, AskError> {
+        self.actor.ask(StateMsg(id)).await
     }
 
     /// Up to `limit` dead letters, oldest first.
