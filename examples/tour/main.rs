@@ -9,6 +9,10 @@
 //!    instead of growing memory.
 //! 4. A watch fires when an actor stops.
 //! 5. The node shuts down gracefully.
+//! 6. A durable work queue: competing workers, redelivery after a crash,
+//!    a poison message in the dead-letter queue.
+
+mod queue;
 
 use std::collections::BTreeMap;
 use std::future::IntoFuture;
@@ -335,6 +339,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("   watching orders again, after its death:");
     undertaker.ask(Watch(orders.clone())).await?;
     undertaker.ask(Flush).await?;
+
+    // 6 (runs before shutdown; the lead renumbers chapters) ---------------
+    queue::run(&node).await?;
 
     // 5 ------------------------------------------------------------------
     println!("\n5. graceful shutdown");
