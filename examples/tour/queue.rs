@@ -46,7 +46,7 @@ impl Handler<Delivery> for Packer {
     }
 }
 
-pub async fn run(node: &Node) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn run(node: &Node) -> Result<(), Box<dyn std::error::Error>> {
     println!("\n6. durable work queue: competing workers, redelivery, dead letters");
     let dir = std::env::temp_dir().join(format!(
         "plexus-tour-queue-{}-{}",

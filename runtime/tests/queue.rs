@@ -2,6 +2,8 @@
 //! consumer death, lease expiry on a manual clock, compaction, reopen,
 //! corrupt files, and a proptest of random operations with restarts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;

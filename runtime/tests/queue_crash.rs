@@ -14,6 +14,8 @@
 //! `PLEXUS_CRASH_ITERS` sets the number of rounds (default 50);
 //! `PLEXUS_CRASH_SEED` the seed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

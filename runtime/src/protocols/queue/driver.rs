@@ -165,12 +165,13 @@ impl QueueActor {
     }
 
     fn perform(&mut self, cx: &mut Context<Self>) {
-        let map = Self::time_map(cx);
-        let ts = map.wall_ms;
+        // Read the clock only if something is persisted.
+        let mut map: Option<TimeMap> = None;
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Persist(e) => {
-                    if let Err(e) = self.writer.push(&e, &map, ts) {
+                    let m = *map.get_or_insert_with(|| Self::time_map(cx));
+                    if let Err(e) = self.writer.push(&e, &m, m.wall_ms) {
                         self.fail(cx, format!("cannot encode a queue event: {e}"));
                     }
                 }

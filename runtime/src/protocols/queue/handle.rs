@@ -21,6 +21,9 @@ use super::types::{
 use crate::storage::Header;
 use crate::{ActorRef, AskError, Handler, Message, Node, Recipient, SpawnOptions, Terminated};
 
+/// Capacity of a queue actor's mailbox.
+const MAILBOX: usize = 8192;
+
 /// A durable work queue: a handle to the actor serving it. Cheap to clone.
 ///
 /// # Examples
@@ -88,7 +91,12 @@ impl Queue {
         let opened = store::open(&dir, &config, map).await?;
         let name: Arc<str> = Arc::from(name);
         let actor = QueueActor::new(Arc::clone(&name), dir, opened);
-        let actor = node.spawn_with(SpawnOptions::new().name(format!("queue/{name}")), actor)?;
+        // Acks from every consumer converge here: a deep mailbox keeps
+        // consumers from waiting on each other.
+        let opts = SpawnOptions::new()
+            .name(format!("queue/{name}"))
+            .capacity(MAILBOX);
+        let actor = node.spawn_with(opts, actor)?;
         Ok(Self { actor, name })
     }
 

@@ -418,7 +418,7 @@ impl Model {
             );
             prop_assert!(!self.acked.contains(&g.id) && !self.dead.contains(&g.id));
             if let Some(&grp) = self.group_of.get(&g.id) {
-                for (other, _) in &self.held {
+                for other in self.held.keys() {
                     prop_assert!(
                         self.group_of.get(other) != Some(&grp),
                         "two of group {} in flight",
@@ -426,16 +426,12 @@ impl Model {
                     );
                 }
                 if !self.redriven.contains(&g.id) {
-                    let first = self
-                        .all
-                        .iter()
-                        .filter(|m| {
-                            self.group_of.get(m) == Some(&grp)
-                                && !self.acked.contains(m)
-                                && !self.dead.contains(m)
-                                && !self.redriven.contains(m)
-                        })
-                        .next();
+                    let first = self.all.iter().find(|m| {
+                        self.group_of.get(m) == Some(&grp)
+                            && !self.acked.contains(m)
+                            && !self.dead.contains(m)
+                            && !self.redriven.contains(m)
+                    });
                     prop_assert_eq!(first, Some(&g.id), "group {} out of order", grp);
                 }
             }
