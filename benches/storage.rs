@@ -1,11 +1,12 @@
-//! Storage benchmarks of the event log: append (group commit under Fsync
+//! Storage benchmarks: the event log's append (group commit under Fsync
 //! and OsBuffer, against a raw write + fdatasync floor) and sequential read
-//! (against a raw file read floor). 100-byte records.
+//! (against a raw file read floor), and the work queue's
+//! enqueue → deliver → ack cycle (`storage/queue_cycle.rs`). 100-byte
+//! records.
 //!
 //! Run with: `cargo bench --bench storage`
 //!
 //! Data lives under `target/bench-data` (the normal disk, not tmpfs).
-//! Other groups (e.g. the queue's) are added to `criterion_group!` below.
 
 // A benchmark that cannot set up or append must abort the run.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -17,6 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+#[path = "storage/queue_cycle.rs"]
+mod queue_cycle;
 use plexus::clock::SystemClock;
 use plexus::protocols::log::{Topic, TopicConfig};
 use plexus::storage::{Batch, Durability, LogConfig, ReadLimits};
@@ -237,6 +241,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = log_append, log_read
+    targets = log_append, log_read, queue_cycle::queue_cycle
 }
 criterion_main!(benches);

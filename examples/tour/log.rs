@@ -1,4 +1,4 @@
-//! 6. Event log: every order becomes an event on a durable, partitioned
+//! 7. Event log: every order becomes an event on a durable, partitioned
 //!    topic; an analytics consumer group replays it from the start, and
 //!    takes over when one of its members stops.
 
@@ -65,7 +65,7 @@ async fn place_orders(topic: &Topic, from: u64, to: u64) -> Result<(), Box<dyn s
 }
 
 pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    println!("\n6. event log: orders become events; an analytics group replays them");
+    println!("\n7. event log: orders become events; an analytics group replays them");
     let dir = TempDir(std::env::temp_dir().join(format!("plexus-tour-log-{}", std::process::id())));
     let node = Node::builder().name("tour-log").seed(2026).build();
     let config = TopicConfig {

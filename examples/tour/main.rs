@@ -8,11 +8,16 @@
 //! 3. A fast producer meets a full mailbox and is slowed (backpressure)
 //!    instead of growing memory.
 //! 4. A watch fires when an actor stops.
-//! 5. The node shuts down gracefully.
-//! 6. Event log: orders become events on a partitioned topic; an analytics
-//!    consumer group replays them and takes over when a member stops.
-//! 7. Two nodes talk over QUIC with mutual TLS (`remote.rs`).
+//! 5. A durable work queue: competing workers, redelivery after a crash,
+//!    a poison message in the dead-letter queue (`queue.rs`).
+//! 6. The node shuts down gracefully.
+//! 7. Event log: orders become events on a partitioned topic; an analytics
+//!    consumer group replays them and takes over when a member stops
+//!    (`log.rs`).
+//! 8. Two nodes talk over QUIC with mutual TLS (`remote.rs`).
 
+mod log;
+mod queue;
 mod remote;
 
 use std::collections::BTreeMap;
@@ -21,8 +26,6 @@ use std::time::{Duration, Instant};
 
 use plexus::prelude::*;
 use plexus::supervision::{Backoff, SupervisionStrategy};
-
-mod log;
 
 // ---------------------------------------------------------------- inventory
 
@@ -344,7 +347,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     undertaker.ask(Flush).await?;
 
     // 5 ------------------------------------------------------------------
-    println!("\n5. graceful shutdown");
+    queue::run(&node).await?;
+
+    // 6 ------------------------------------------------------------------
+    println!("\n6. graceful shutdown");
     let m = node.metrics();
     println!(
         "   before: {} live actors, {} messages handled, {} restarts, p99 handling time {:?}",
@@ -362,10 +368,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         node.actor_count()
     );
 
-    // 6 ------------------------------------------------------------------
+    // 7 ------------------------------------------------------------------
     log::run().await?;
 
-    // 7 ------------------------------------------------------------------
+    // 8 ------------------------------------------------------------------
     remote::run().await?;
     Ok(())
 }

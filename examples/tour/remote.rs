@@ -1,4 +1,4 @@
-//! Chapter 6: two nodes in this process talk over real QUIC on loopback,
+//! Chapter 8: two nodes in this process talk over real QUIC on loopback,
 //! with mutual TLS from a development CA. The caller holds a
 //! `Recipient<Quote>`; it cannot tell that the actor is on another node.
 
@@ -36,7 +36,7 @@ impl Handler<Quote> for Pricing {
 
 /// Runs the chapter.
 pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    println!("\n6. remote: two nodes over QUIC with mutual TLS");
+    println!("\n8. remote: two nodes over QUIC with mutual TLS");
     let ca = DevCa::generate("tour CA")?;
     let config = |name: &str| -> Result<QuicConfig, Box<dyn std::error::Error>> {
         let c = ca.issue(name)?;

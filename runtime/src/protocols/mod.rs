@@ -1,5 +1,7 @@
 //! Protocols built from ordinary messages and actors.
 //!
+//! - [`queue`]: durable work queues with competing consumers, leases,
+//!   redelivery, dead letters and FIFO groups (RabbitMQ / SQS semantics).
 //! - [`log`]: a partitioned, durable event log with Kafka semantics: topics,
 //!   keyed partitioning, idempotent producers, consumer groups with
 //!   committed offsets, live subscriptions, retention and compaction.
@@ -8,4 +10,5 @@
 //!   budgets.
 
 pub mod log;
+pub mod queue;
 pub mod rpc;
