@@ -487,14 +487,18 @@ impl<A: Actor, R> AskFuture<'_, A, R> {
     /// `Ready` once the deadline has passed; otherwise make sure the
     /// node's reaper wakes this task then.
     fn poll_deadline(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let Some(key) = self.timer else {
+            // First time pending: the budget was checked non-zero when the
+            // ask was made, so register without reading the clock again
+            // (clock reads are a visible share of an ask's cost).
+            self.timer = Some(self.node.deadlines.register(self.deadline, cx.waker()));
+            return Poll::Pending;
+        };
         if self.node.clock.now() >= self.deadline {
             self.disarm();
             return Poll::Ready(());
         }
-        match self.timer {
-            Some(key) => self.node.deadlines.refresh(key, cx.waker()),
-            None => self.timer = Some(self.node.deadlines.register(self.deadline, cx.waker())),
-        }
+        self.node.deadlines.refresh(key, cx.waker());
         Poll::Pending
     }
 
