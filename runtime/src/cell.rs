@@ -81,6 +81,30 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    pub(crate) fn new(
+        id: ActorId,
+        name: Option<Arc<str>>,
+        type_name: &'static str,
+        capacity: Option<usize>,
+        node: &Arc<NodeInner>,
+        parent: &Arc<Supervisor>,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            type_name,
+            capacity,
+            state: AtomicUsize::new(0),
+            sys_pending: AtomicBool::new(false),
+            node: Arc::clone(node),
+            parent: Arc::clone(parent),
+            children: OnceLock::new(),
+            metrics: ActorMetrics::default(),
+            death: Mutex::default(),
+            task: OnceLock::new(),
+        }
+    }
+
     /// Register as a sender; `false` if the mailbox is closed.
     #[inline]
     pub(crate) fn enter(&self) -> bool {
@@ -158,6 +182,18 @@ pub(crate) struct Shared<A: Actor> {
 }
 
 impl<A: Actor> Shared<A> {
+    pub(crate) fn new(core: Core, tx: flume::Sender<BoxEnvelope<A>>) -> Arc<Self> {
+        Arc::new(Self {
+            core,
+            tx,
+            sys: Mutex::new(SysLane {
+                queue: VecDeque::new(),
+                waker: None,
+                closed: false,
+            }),
+        })
+    }
+
     /// Put an item on the priority lane and wake the actor. `false` if the
     /// actor has finished.
     pub(crate) fn push_sys(&self, item: Sys<A>) -> bool {

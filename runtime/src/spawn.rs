@@ -1,12 +1,11 @@
 //! How an actor is spawned: [`SpawnOptions`] and [`Mailbox`] sizing.
 
 use std::any::type_name;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use crate::actor::{Actor, StopReason};
 use crate::actor_ref::ActorRef;
-use crate::cell::{CLOSED, CellRef, Core, Shared, SysLane, lock};
+use crate::cell::{CellRef, Core, Shared, lock};
 use crate::context::Context;
 use crate::error::SpawnError;
 use crate::node::Node;
@@ -144,28 +143,17 @@ impl Node {
                 (tx, rx, None)
             }
         };
-        let shared = Arc::new(Shared {
-            core: Core {
+        let shared = Shared::new(
+            Core::new(
                 id,
-                name: opts.name.clone(),
-                type_name: type_name::<A>(),
+                opts.name.clone(),
+                type_name::<A>(),
                 capacity,
-                state: AtomicUsize::new(0),
-                sys_pending: AtomicBool::new(false),
-                node: Arc::clone(inner),
-                parent: Arc::clone(&parent),
-                children: OnceLock::new(),
-                metrics: Default::default(),
-                death: Mutex::default(),
-                task: OnceLock::new(),
-            },
+                inner,
+                &parent,
+            ),
             tx,
-            sys: Mutex::new(SysLane {
-                queue: Default::default(),
-                waker: None,
-                closed: false,
-            }),
-        });
+        );
         let cell: CellRef = shared.clone();
         if let Some(name) = &opts.name {
             inner.registry.insert(Arc::clone(name), Arc::clone(&cell))?;
@@ -210,28 +198,17 @@ impl Node {
     pub(crate) fn dead_ref<A: Actor>(&self) -> ActorRef<A> {
         let inner = &self.inner;
         let (tx, _rx) = flume::bounded(1);
-        let shared = Arc::new(Shared {
-            core: Core {
-                id: inner.next_actor_id(),
-                name: None,
-                type_name: type_name::<A>(),
-                capacity: Some(1),
-                state: AtomicUsize::new(CLOSED),
-                sys_pending: AtomicBool::new(false),
-                node: Arc::clone(inner),
-                parent: Arc::clone(&inner.root),
-                children: OnceLock::new(),
-                metrics: Default::default(),
-                death: Mutex::default(),
-                task: OnceLock::new(),
-            },
-            tx,
-            sys: Mutex::new(SysLane {
-                queue: Default::default(),
-                waker: None,
-                closed: true,
-            }),
-        });
+        let core = Core::new(
+            inner.next_actor_id(),
+            None,
+            type_name::<A>(),
+            Some(1),
+            inner,
+            &inner.root,
+        );
+        core.close();
+        let shared = Shared::new(core, tx);
+        lock(&shared.sys).closed = true;
         shared.core.die(StopReason::Shutdown);
         ActorRef { shared }
     }
