@@ -107,10 +107,7 @@ async fn ask_times_out_on_the_node_clock_and_the_late_reply_is_dropped() {
 async fn an_ask_whose_deadline_passes_in_the_queue_is_not_handled() {
     let clock = ManualClock::new();
     let node = Node::builder().clock(clock.clone()).build();
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, started) = flume::unbounded();
-    let mut g = Gated::new(gate.clone());
-    g.started = Some(tx);
+    let (g, gate, started) = gated();
     let a = node.spawn(g);
 
     a.tell(Work(1)).await.unwrap();
@@ -137,10 +134,7 @@ async fn an_ask_whose_deadline_passes_in_the_queue_is_not_handled() {
 #[tokio::test]
 async fn tell_after_stop_is_closed_with_the_message_and_queued_work_is_handled() {
     let node = Node::builder().build();
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, started) = flume::unbounded();
-    let mut g = Gated::new(gate.clone());
-    g.started = Some(tx);
+    let (g, gate, started) = gated();
     let a = node.spawn(g);
 
     let first = {
@@ -175,10 +169,7 @@ async fn tell_after_stop_is_closed_with_the_message_and_queued_work_is_handled()
 #[tokio::test]
 async fn kill_rejects_queued_asks_with_stopped() {
     let node = Node::builder().build();
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, started) = flume::unbounded();
-    let mut g = Gated::new(gate.clone());
-    g.started = Some(tx);
+    let (g, gate, started) = gated();
     let a = node.spawn(g);
 
     let running = {

@@ -10,7 +10,6 @@ use common::*;
 use plexus_runtime::clock::ManualClock;
 use plexus_runtime::prelude::*;
 use plexus_runtime::{LookupError, TimerId};
-use tokio::sync::Semaphore;
 
 #[tokio::test]
 async fn registry_finds_by_name_refuses_duplicates_and_forgets_the_dead() {
@@ -125,10 +124,7 @@ async fn the_manual_clock_drives_timers_without_sleeping() {
 #[tokio::test]
 async fn shutdown_drains_queued_messages_before_stopping() {
     let node = Node::builder().build();
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, started) = flume::unbounded();
-    let mut g = Gated::new(gate.clone());
-    g.started = Some(tx);
+    let (g, gate, started) = gated();
     let a = node.spawn(g);
     let mut asks = Vec::new();
     for n in 0..5 {
@@ -166,10 +162,7 @@ async fn shutdown_kills_then_aborts_what_does_not_finish_in_time() {
         .kill_grace(Duration::from_millis(20))
         .build();
     // Never opened: the handler never returns.
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, started) = flume::unbounded();
-    let mut g = Gated::new(gate.clone());
-    g.started = Some(tx);
+    let (g, _never_opened, started) = gated();
     let stuck = node.spawn(g);
     let first = {
         let a = stuck.clone();

@@ -135,10 +135,7 @@ async fn messages_queued_behind_a_panic_are_kept_across_the_restart() {
 #[tokio::test]
 async fn a_value_spawned_actor_that_panics_stops_and_rejects_its_queue() {
     let node = Node::builder().build();
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, started) = flume::unbounded();
-    let mut g = Gated::new(gate.clone());
-    g.started = Some(tx);
+    let (g, gate, started) = gated();
     let a = node.spawn(g);
     struct Explode;
     impl Message for Explode {

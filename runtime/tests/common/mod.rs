@@ -105,3 +105,13 @@ impl Handler<Ping> for Idle {
         "pong"
     }
 }
+
+/// A `Gated` actor whose handler reports each `Work` it starts on the
+/// returned channel and then waits for a permit from the returned gate.
+pub fn gated() -> (Gated, Arc<Semaphore>, flume::Receiver<u64>) {
+    let gate = Arc::new(Semaphore::new(0));
+    let (tx, started) = flume::unbounded();
+    let mut g = Gated::new(gate.clone());
+    g.started = Some(tx);
+    (g, gate, started)
+}
