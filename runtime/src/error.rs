@@ -202,6 +202,15 @@ pub enum AskError {
         /// The peer's explanation.
         reason: Arc<str>,
     },
+    /// Streams: the producer ended the stream early, with this reason (it
+    /// called [`StreamSender::abort`](crate::stream::StreamSender::abort),
+    /// or panicked while holding the sender). Items before it were real;
+    /// no more follow.
+    #[error("stream aborted: {reason}")]
+    StreamAborted {
+        /// The producer's explanation.
+        reason: Arc<str>,
+    },
 }
 
 /// Why a spawn failed.

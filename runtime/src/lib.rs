@@ -45,6 +45,8 @@
 //! - [`error`]: one error enum per operation family.
 //! - [`remote`]: the seam a transport plugs into (`Link`), and the call scope
 //!   (deadline, trace, caller identity, cancellation) of remote requests.
+//! - [`stream`]: [`ReplyStream`] (server streaming) and [`Duplex`]
+//!   (bidirectional streams), bounded end to end.
 //! - [`protocols`]: actor protocols; [`protocols::rpc`] holds the sans-IO
 //!   pieces of remote calls (pending calls, credit windows).
 //!
@@ -80,6 +82,7 @@ pub mod remote;
 mod run;
 mod spawn;
 pub mod storage;
+pub mod stream;
 pub mod supervision;
 mod timer;
 pub mod trace;
@@ -92,12 +95,14 @@ pub use node::{Node, NodeBuilder, ShutdownReport};
 pub use recipient::{BoxFuture, MessageSink, Recipient, RecipientAsk};
 pub use registry::Registry;
 pub use spawn::{Mailbox, SpawnOptions};
+pub use stream::{Duplex, DuplexMessage, ReplyStream, StreamSender};
 pub use timer::TimerId;
 
 /// The names every actor file uses.
 pub mod prelude {
     pub use crate::{
-        Actor, ActorId, ActorRef, AskError, Context, Handler, Mailbox, Message, Node, Recipient,
-        SendError, SpawnError, SpawnOptions, StopReason, Terminated, TrySendError,
+        Actor, ActorId, ActorRef, AskError, Context, Duplex, DuplexMessage, Handler, Mailbox,
+        Message, Node, Recipient, ReplyStream, SendError, SpawnError, SpawnOptions, StopReason,
+        StreamSender, Terminated, TrySendError,
     };
 }
