@@ -36,8 +36,9 @@ use crate::wire_error::WireError;
 use crate::wire_str::WireStr;
 
 /// The wire-protocol version this build speaks: envelope header layout,
-/// framing, handshake and rpc semantics together.
-pub const WIRE_VERSION: u16 = 1;
+/// framing, handshake and rpc semantics together. v2 added the
+/// from-callee flag that streams in both directions need.
+pub const WIRE_VERSION: u16 = 2;
 
 /// The first four bytes of every plexus connection.
 pub const MAGIC: [u8; 4] = *b"PLXS";
@@ -232,9 +233,9 @@ impl Agreed {
 /// # use plexus_codecs::{check_compat, CodecKind, Handshake, HandshakeError};
 /// let ours = Handshake::new("a", CodecKind::Postcard, vec![]);
 /// let mut theirs = Handshake::new("b", CodecKind::Postcard, vec![]);
-/// theirs.wire_version = 2;
+/// theirs.wire_version = 1;
 /// let err = check_compat(&ours, &theirs).unwrap_err();
-/// assert_eq!(err, HandshakeError::IncompatibleWireVersion { local: 1, remote: 2 });
+/// assert_eq!(err, HandshakeError::IncompatibleWireVersion { local: 2, remote: 1 });
 /// assert!(err.to_string().contains("upgrade the older node"));
 /// ```
 pub fn check_compat(local: &Handshake, remote: &Handshake) -> Result<Agreed, HandshakeError> {
@@ -331,7 +332,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "incompatible wire protocol: this node speaks v1, the peer speaks v7; upgrade the older node"
+            "incompatible wire protocol: this node speaks v2, the peer speaks v7; upgrade the older node"
         );
     }
 
@@ -420,7 +421,7 @@ mod tests {
         assert_eq!(
             check_compat(&a, &older),
             Err(HandshakeError::IncompatibleWireVersion {
-                local: 1,
+                local: WIRE_VERSION,
                 remote: 0
             })
         );

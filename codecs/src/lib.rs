@@ -65,7 +65,7 @@ pub mod envelope; // Envelope, Kind, Target: the header around every payload
 pub mod error; // one error enum per operation family
 pub mod frame; // length-prefixed frames: FrameEncoder, FrameDecoder (sans-IO)
 pub mod handshake; // Handshake, check_compat, Agreed
-pub mod message; // RemoteMessage, remote_message!, MessageId
+pub mod message; // WireMessage, RemoteMessage/Stream/Duplex, remote_message!, MessageId
 pub mod metadata; // Metadata: caller identity and context
 pub mod registry; // Registry: decode incoming payloads by name and version
 pub mod trace; // TraceParent: W3C trace context
@@ -87,7 +87,7 @@ pub use error::{
 };
 pub use frame::{FrameConfig, FrameDecoder, FrameEncoder, FrameStart, LEN_PREFIX, split_frame};
 pub use handshake::{Agreed, Handshake, MAGIC, WIRE_VERSION, check_compat};
-pub use message::{MessageId, RemoteMessage};
+pub use message::{MessageId, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply, WireMessage};
 pub use metadata::Metadata;
 pub use registry::{AnyMessage, Decoded, Registry};
 pub use trace::TraceParent;

@@ -8,7 +8,7 @@ use std::fmt;
 use crate::codec::{Codec, CodecKind};
 use crate::envelope::Envelope;
 use crate::error::{CodecError, RegistryError};
-use crate::message::{MessageId, RemoteMessage};
+use crate::message::{MessageId, WireMessage};
 use crate::wire_error::WireError;
 use crate::wire_str::WireStr;
 
@@ -17,7 +17,7 @@ pub type AnyMessage = Box<dyn Any + Send>;
 
 type DecodeFn = fn(CodecKind, &[u8]) -> Result<AnyMessage, CodecError>;
 
-fn decode_as<M: RemoteMessage>(codec: CodecKind, payload: &[u8]) -> Result<AnyMessage, CodecError> {
+fn decode_as<M: WireMessage>(codec: CodecKind, payload: &[u8]) -> Result<AnyMessage, CodecError> {
     let message: M = codec.decode(payload)?;
     Ok(Box::new(message))
 }
@@ -34,7 +34,7 @@ struct Entry<H> {
 /// your choice per message (`H`, e.g. the closure that forwards the decoded
 /// message to its actor).
 ///
-/// A node registers each [`RemoteMessage`] it handles at startup, announces
+/// A node registers each [`WireMessage`] it handles at startup, announces
 /// [`exposed`](Self::exposed) in its [`Handshake`](crate::Handshake), and
 /// decodes every incoming payload by the name and version in its envelope.
 /// A bad name, version or payload is a [`WireError`] to send back, never a
@@ -88,7 +88,7 @@ impl<H> Decoded<'_, H> {
     /// # Errors
     ///
     /// The unchanged `Decoded` if the message is not an `M`.
-    pub fn downcast<M: RemoteMessage>(self) -> Result<M, Self> {
+    pub fn downcast<M: WireMessage>(self) -> Result<M, Self> {
         match self.value.downcast::<M>() {
             Ok(message) => Ok(*message),
             Err(value) => Err(Self { value, ..self }),
@@ -105,13 +105,13 @@ impl<H> fmt::Debug for Decoded<'_, H> {
 }
 
 impl Registry<()> {
-    /// Registers `M` under its [`NAME`](RemoteMessage::NAME) and
-    /// [`VERSION`](RemoteMessage::VERSION).
+    /// Registers `M` under its [`NAME`](WireMessage::NAME) and
+    /// [`VERSION`](WireMessage::VERSION).
     ///
     /// # Errors
     ///
     /// [`RegistryError::InvalidName`] or [`RegistryError::Duplicate`].
-    pub fn register<M: RemoteMessage>(&mut self) -> Result<&mut Self, RegistryError> {
+    pub fn register<M: WireMessage>(&mut self) -> Result<&mut Self, RegistryError> {
         self.register_with::<M>(())
     }
 }
@@ -130,7 +130,7 @@ impl<H> Registry<H> {
     ///
     /// [`RegistryError::InvalidName`] if `M::NAME` breaks the naming rule;
     /// [`RegistryError::Duplicate`] if this name and version are taken.
-    pub fn register_with<M: RemoteMessage>(
+    pub fn register_with<M: WireMessage>(
         &mut self,
         handler: H,
     ) -> Result<&mut Self, RegistryError> {

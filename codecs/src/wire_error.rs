@@ -95,6 +95,12 @@ pub enum WireError {
         /// The target as text (name, or `#id`).
         target: String,
     },
+    /// A stream's producer ended it early with this reason.
+    #[error("stream aborted: {reason}")]
+    StreamAborted {
+        /// The producer's explanation.
+        reason: String,
+    },
 }
 
 impl WireError {
@@ -199,6 +205,9 @@ mod tests {
             WireError::Unauthorized,
             WireError::UnknownTarget {
                 target: "#7".into(),
+            },
+            WireError::StreamAborted {
+                reason: "disk gone".into(),
             },
         ];
         for err in all {

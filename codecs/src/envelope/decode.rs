@@ -5,8 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::encode::{
-    FLAG_DEADLINE, FLAG_MESSAGE, FLAG_METADATA, FLAG_TARGET_ID, FLAG_TARGET_NAME, FLAG_TRACEPARENT,
-    KNOWN_FLAGS,
+    FLAG_DEADLINE, FLAG_FROM_CALLEE, FLAG_MESSAGE, FLAG_METADATA, FLAG_TARGET_ID, FLAG_TARGET_NAME,
+    FLAG_TRACEPARENT, KNOWN_FLAGS,
 };
 use super::{Envelope, HEADER_VERSION, Kind, Target};
 use crate::error::EnvelopeError;
@@ -119,6 +119,7 @@ impl Envelope {
         Ok(Self {
             kind,
             correlation,
+            from_callee: flags & FLAG_FROM_CALLEE != 0,
             message,
             target,
             deadline,

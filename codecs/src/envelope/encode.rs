@@ -14,7 +14,8 @@ pub(super) const FLAG_TARGET_ID: u8 = 1 << 2;
 pub(super) const FLAG_DEADLINE: u8 = 1 << 3;
 pub(super) const FLAG_TRACEPARENT: u8 = 1 << 4;
 pub(super) const FLAG_METADATA: u8 = 1 << 5;
-pub(super) const KNOWN_FLAGS: u8 = (1 << 6) - 1;
+pub(super) const FLAG_FROM_CALLEE: u8 = 1 << 6;
+pub(super) const KNOWN_FLAGS: u8 = (1 << 7) - 1;
 
 /// A deadline budget in whole microseconds, saturating.
 fn budget_micros(budget: Duration) -> u64 {
@@ -49,6 +50,9 @@ impl Envelope {
         }
         if !self.metadata.is_empty() {
             flags |= FLAG_METADATA;
+        }
+        if self.from_callee {
+            flags |= FLAG_FROM_CALLEE;
         }
         flags
     }

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | 1 | header version | `1` |
 //! | 1 | [`Kind`] | `0` tell … `7` credit |
-//! | 1 | flags | bit 0 message, 1 target name, 2 target id, 3 deadline, 4 traceparent, 5 metadata; bits 6–7 zero; bits 1 and 2 not both |
+//! | 1 | flags | bit 0 message, 1 target name, 2 target id, 3 deadline, 4 traceparent, 5 metadata, 6 from callee; bit 7 zero; bits 1 and 2 not both |
 //! | varint | correlation id | |
 //! | string, varint | message name, version | if bit 0 |
 //! | string | target actor name | if bit 1 |
@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::message::{MessageId, RemoteMessage};
+use crate::message::{MessageId, WireMessage};
 use crate::metadata::Metadata;
 use crate::trace::TraceParent;
 use crate::wire_error::WireError;
@@ -163,6 +163,11 @@ pub struct Envelope {
     pub kind: Kind,
     /// Ties replies, errors, stream items, cancels and credits to their ask.
     pub correlation: u64,
+    /// Sent by the node that *serves* the call `correlation` names (replies,
+    /// its stream items, credits for the caller's stream), rather than by
+    /// the node that made it. Both nodes number their own calls, so this
+    /// says whose number `correlation` is.
+    pub from_callee: bool,
     /// Name and version of the payload's message (tell, ask).
     pub message: Option<MessageId>,
     /// The actor on the receiving node (tell, ask).
@@ -185,6 +190,7 @@ impl Envelope {
         Self {
             kind,
             correlation,
+            from_callee: false,
             message: None,
             target: None,
             deadline: None,
@@ -197,7 +203,7 @@ impl Envelope {
     /// A tell or ask header for `M` to `target`; the payload is left empty
     /// so the caller can encode the message straight into the frame after
     /// [`encode_header`](Self::encode_header).
-    pub fn for_message<M: RemoteMessage>(kind: Kind, correlation: u64, target: Target) -> Self {
+    pub fn for_message<M: WireMessage>(kind: Kind, correlation: u64, target: Target) -> Self {
         Self {
             message: Some(MessageId::of::<M>()),
             target: Some(target),
@@ -205,9 +211,20 @@ impl Envelope {
         }
     }
 
-    /// An [`Kind::Error`] envelope answering `correlation` with `error`.
+    /// An [`Kind::Error`] envelope answering `correlation` with `error`
+    /// (from the callee; set [`from_callee`](Self::from_callee) to `false`
+    /// when a caller fails its own request stream).
     pub fn error(correlation: u64, error: &WireError) -> Self {
-        Self::new(Kind::Error, correlation).with_payload(error.to_payload())
+        Self::new(Kind::Error, correlation)
+            .from_callee()
+            .with_payload(error.to_payload())
+    }
+
+    /// Marks the envelope as sent by the callee of `correlation`.
+    #[must_use]
+    pub const fn from_callee(mut self) -> Self {
+        self.from_callee = true;
+        self
     }
 
     /// A [`Kind::Credit`] envelope granting `credits` more stream items.

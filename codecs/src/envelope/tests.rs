@@ -50,7 +50,7 @@ fn arb_metadata() -> impl Strategy<Value = Metadata> {
 /// Any valid envelope; deadlines in whole microseconds, as the wire carries them.
 pub(crate) fn arb_envelope() -> impl Strategy<Value = Envelope> {
     (
-        arb_kind(),
+        (arb_kind(), any::<bool>()),
         any::<u64>(),
         proptest::option::of((arb_str(), any::<u32>())),
         arb_target(),
@@ -60,8 +60,18 @@ pub(crate) fn arb_envelope() -> impl Strategy<Value = Envelope> {
         vec(any::<u8>(), 0..200),
     )
         .prop_map(
-            |(kind, correlation, message, target, deadline, traceparent, metadata, payload)| {
+            |(
+                (kind, from_callee),
+                correlation,
+                message,
+                target,
+                deadline,
+                traceparent,
+                metadata,
+                payload,
+            )| {
                 let mut env = Envelope::new(kind, correlation);
+                env.from_callee = from_callee;
                 env.message = message.map(|(name, version)| MessageId { name, version });
                 env.target = target;
                 env.deadline = deadline.map(Duration::from_micros);
@@ -188,8 +198,8 @@ fn malformed_headers_give_typed_errors() {
         ),
         (&[1, 8, 0, 0], EnvelopeError::UnknownKind { kind: 8 }),
         (
-            &[1, 0, 0b0100_0000, 0],
-            EnvelopeError::InvalidFlags { flags: 0b0100_0000 },
+            &[1, 0, 0b1000_0000, 0],
+            EnvelopeError::InvalidFlags { flags: 0b1000_0000 },
         ),
         (
             &[1, 0, 0b0000_0110, 0],
