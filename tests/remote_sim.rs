@@ -21,4 +21,7 @@ on_road!(
     link_loss_fails_pending_fast,
     cancel_on_drop,
     backpressure,
+    server_stream,
+    stream_link_loss,
+    duplex_stream,
 );

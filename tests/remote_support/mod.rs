@@ -73,6 +73,23 @@ remote_message!(PingV1, "t.Ping", 1, reply = ());
 pub struct PingV2;
 remote_message!(PingV2, "t.Ping", 2, reply = ());
 
+/// Server streaming: the numbers below `n`, as fast as credit allows;
+/// aborted at `abort_at`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Numbers {
+    pub n: u64,
+    pub abort_at: Option<u64>,
+}
+remote_message!(Numbers, "t.Numbers", 1, stream = u64);
+
+/// Bidirectional: every input line comes back upper-cased.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Shout;
+remote_message!(Shout, "t.Shout", 1, input = String, output = String);
+
+/// The producer's local channel in `Numbers` and `Shout` handlers.
+pub const PRODUCER_CAPACITY: usize = 4;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct NotExposed;
 remote_message!(NotExposed, "t.NotExposed", 1, reply = ());
@@ -85,6 +102,12 @@ pub struct Stats {
     pub finished: AtomicU64,
     pub dropped_mid_handler: AtomicU64,
     pub seen: Mutex<Vec<u64>>,
+    /// Stream items the `Numbers` producer got into its channel.
+    pub produced: AtomicU64,
+    /// Stream producers that saw their consumer go away.
+    pub producer_closed: AtomicU64,
+    /// Inputs the `Shout` handler read.
+    pub input_read: AtomicU64,
 }
 
 pub struct Service {
@@ -177,6 +200,49 @@ impl Handler<Count> for Service {
     }
 }
 
+impl Handler<Numbers> for Service {
+    async fn handle(
+        &mut self,
+        Numbers { n, abort_at }: Numbers,
+        _: &mut Context<Self>,
+    ) -> ReplyStream<u64> {
+        let (tx, items) = ReplyStream::channel(PRODUCER_CAPACITY);
+        let stats = Arc::clone(&self.stats);
+        tokio::spawn(async move {
+            for i in 0..n {
+                if abort_at == Some(i) {
+                    tx.abort(format!("stopped at {i}"));
+                    return;
+                }
+                if tx.send(i).await.is_err() {
+                    stats.producer_closed.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                stats.produced.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        items
+    }
+}
+
+impl Handler<Duplex<Shout>> for Service {
+    async fn handle(&mut self, call: Duplex<Shout>, _: &mut Context<Self>) -> ReplyStream<String> {
+        let mut input = call.input;
+        let (tx, out) = ReplyStream::channel(PRODUCER_CAPACITY);
+        let stats = Arc::clone(&self.stats);
+        tokio::spawn(async move {
+            while let Some(Ok(line)) = input.next().await {
+                stats.input_read.fetch_add(1, Ordering::SeqCst);
+                if tx.send(line.to_uppercase()).await.is_err() {
+                    stats.producer_closed.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
+        out
+    }
+}
+
 /// One node of a test cluster.
 pub struct Member {
     pub node: Node,
@@ -201,6 +267,8 @@ pub fn members(capacity: usize, count_delay: Duration) -> Vec<Member> {
                 .and_then(|b| b.expose::<Divide>())
                 .and_then(|b| b.expose::<Count>())
                 .and_then(|b| b.expose::<PingV2>())
+                .and_then(|b| b.expose_stream::<Numbers>())
+                .and_then(|b| b.expose_duplex::<Shout>())
                 .expect("expose")
                 .build();
             let stats = Arc::new(Stats::default());
@@ -221,6 +289,8 @@ pub fn members(capacity: usize, count_delay: Duration) -> Vec<Member> {
             svc.expose::<Divide>().unwrap();
             svc.expose::<Count>().unwrap();
             svc.expose::<PingV2>().unwrap();
+            svc.expose::<Numbers>().unwrap();
+            svc.expose::<Duplex<Shout>>().unwrap();
             Member {
                 node,
                 remote,

@@ -1,6 +1,7 @@
 //! Scenarios that run on both roads.
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use plexus_runtime::prelude::*;
@@ -243,4 +244,192 @@ pub async fn backpressure(road: Road) {
     assert!(max_gap >= CAPACITY as u64, "the window filled: {max_gap}");
     let seen = stats.seen.lock().unwrap().clone();
     assert_eq!(seen, (0..N).collect::<Vec<_>>());
+}
+
+/// Server streaming: every item in order, then the end; a slow consumer
+/// holds the producer back (what it produced stays within the consumer's
+/// reads + the credit window + its channel); an abort and a dropped stream
+/// each reach the other side.
+pub async fn server_stream(road: Road) {
+    use plexus_transports::remote::STREAM_WINDOW;
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let numbers: Recipient<Numbers> = ms[0].remote.stream_recipient("b", "svc");
+    let all = numbers
+        .ask(Numbers {
+            n: 100,
+            abort_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.collect_all().await.unwrap(),
+        (0..100).collect::<Vec<_>>()
+    );
+
+    // A consumer far slower than the producer.
+    let stats = &ms[1].stats;
+    let n = 10 * STREAM_WINDOW as u64;
+    let base = stats.produced.load(Ordering::SeqCst);
+    let mut slow = numbers.ask(Numbers { n, abort_at: None }).await.unwrap();
+    let bound = (STREAM_WINDOW + PRODUCER_CAPACITY + 1) as u64;
+    let (mut read, mut max_ahead) = (0, 0);
+    while let Some(item) = slow.next().await {
+        assert_eq!(item.unwrap(), read);
+        read += 1;
+        let ahead = (stats.produced.load(Ordering::SeqCst) - base).saturating_sub(read);
+        assert!(
+            ahead <= bound,
+            "producer ran {ahead} items ahead (bound {bound})"
+        );
+        max_ahead = max_ahead.max(ahead);
+        tokio::time::sleep(Duration::from_millis(1)).await; // the slow consumer
+    }
+    assert_eq!(read, n);
+    assert!(
+        max_ahead >= STREAM_WINDOW as u64 / 2,
+        "the producer got ahead, so it was held back: {max_ahead}"
+    );
+
+    // The producer's abort crosses the wire after its items.
+    let mut aborted = numbers
+        .ask(Numbers {
+            n: 10,
+            abort_at: Some(3),
+        })
+        .await
+        .unwrap();
+    for i in 0..3 {
+        assert_eq!(aborted.next().await.unwrap().unwrap(), i);
+    }
+    match aborted.next().await {
+        Some(Err(AskError::StreamAborted { reason })) => assert_eq!(&*reason, "stopped at 3"),
+        other => panic!("{other:?}"),
+    }
+    assert!(aborted.next().await.is_none());
+
+    // Dropping the stream stops the remote producer.
+    let mut endless = numbers
+        .ask(Numbers {
+            n: u64::MAX,
+            abort_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(endless.next().await.unwrap().unwrap(), 0);
+    drop(endless);
+    eventually("producer told to stop", Duration::from_secs(5), || {
+        stats.producer_closed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    // Unknown stream names are typed errors, as for asks.
+    let nobody: Recipient<Numbers> = ms[0].remote.stream_recipient("b", "nobody");
+    match nobody
+        .ask(Numbers {
+            n: 1,
+            abort_at: None,
+        })
+        .await
+    {
+        Err(AskError::UnknownTarget { target }) => assert_eq!(&*target, "nobody"),
+        other => panic!("{other:?}"),
+    }
+    // An empty stream opens and ends.
+    let mut empty = numbers
+        .ask(Numbers {
+            n: 0,
+            abort_at: None,
+        })
+        .await
+        .unwrap();
+    assert!(empty.next().await.is_none());
+}
+
+/// A stream whose link goes down ends with `PeerUnavailable`, and the
+/// remote producer is stopped.
+pub async fn stream_link_loss(road: Road) {
+    let (ms, net) = cluster(road, 64, Duration::ZERO).await;
+    let numbers: Recipient<Numbers> = ms[0].remote.stream_recipient("b", "svc");
+    let mut endless = numbers
+        .ask(Numbers {
+            n: u64::MAX,
+            abort_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(endless.next().await.unwrap().unwrap(), 0);
+    match net {
+        Some(net) => net.partition("a", "b"),
+        None => ms[1].remote.disconnect("a"),
+    }
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match endless.next().await {
+                Some(Ok(_)) => continue, // items already buffered
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the stream ended");
+    assert!(
+        matches!(end, Some(Err(AskError::PeerUnavailable { ref peer })) if &**peer == "b"),
+        "{end:?}"
+    );
+    assert!(endless.next().await.is_none());
+    let stats = &ms[1].stats;
+    eventually("producer stopped", Duration::from_secs(5), || {
+        stats.producer_closed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+/// Bidirectional streams: inputs and outputs interleave; the end of the
+/// input ends the output; a caller that does not read the output holds
+/// back the handler, which holds back the caller's input producer.
+pub async fn duplex_stream(road: Road) {
+    use plexus_transports::remote::STREAM_WINDOW;
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let shout: Recipient<Duplex<Shout>> = ms[0].remote.duplex_recipient("b", "svc");
+    let (lines, input) = ReplyStream::channel(PRODUCER_CAPACITY);
+    let mut out = shout.ask(Duplex::new(Shout, input)).await.unwrap();
+    for i in 0..50 {
+        lines.send(format!("line {i}")).await.unwrap();
+        assert_eq!(out.next().await.unwrap().unwrap(), format!("LINE {i}"));
+    }
+    drop(lines);
+    assert!(out.next().await.is_none(), "input end ends the output");
+
+    // Nobody reads the output for a while.
+    let n = 10 * STREAM_WINDOW as u64;
+    let (lines, input) = ReplyStream::channel(PRODUCER_CAPACITY);
+    let mut out = shout.ask(Duplex::new(Shout, input)).await.unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let producer = tokio::spawn({
+        let sent = Arc::clone(&sent);
+        async move {
+            for i in 0..n {
+                lines.send(format!("l{i}")).await.unwrap();
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let stats = &ms[1].stats;
+    let base = stats.input_read.load(Ordering::SeqCst);
+    // The handler fills its output channel and the output window, then
+    // stops reading input.
+    let stalled = (STREAM_WINDOW + PRODUCER_CAPACITY + 1) as u64;
+    eventually("the handler stalls", Duration::from_secs(5), || {
+        stats.input_read.load(Ordering::SeqCst) - base >= stalled
+    })
+    .await;
+    let bound = 2 * (STREAM_WINDOW + PRODUCER_CAPACITY + 1) as u64;
+    let s = sent.load(Ordering::SeqCst);
+    assert!(s <= bound, "caller sent {s} inputs, bound {bound}");
+    assert!(!producer.is_finished(), "the input producer waits");
+    for i in 0..n {
+        assert_eq!(out.next().await.unwrap().unwrap(), format!("L{i}"));
+    }
+    producer.await.unwrap();
+    assert!(out.next().await.is_none());
 }

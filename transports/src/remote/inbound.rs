@@ -6,25 +6,44 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
-use plexus_codecs::{AnyMessage, Codec, CodecKind, RemoteMessage, WireError};
+use plexus_codecs::{
+    AnyMessage, Codec, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply, WireError,
+    WireMessage,
+};
 use plexus_runtime::remote::CallScope;
-use plexus_runtime::{AskError, BoxFuture, Node, Recipient};
+use plexus_runtime::stream::{Duplex, ReplyStream};
+use plexus_runtime::{AskError, BoxFuture, Message, Node, Recipient};
+
+use super::session::Session;
+use super::stream::{Encoded, remote_items};
 
 /// A tell ready to be delivered in order by a channel's forwarder.
 pub(crate) type TellJob = BoxFuture<'static, ()>;
 
+/// What a served ask answers: one encoded reply, or a stream of them.
+pub(crate) enum Served {
+    Unary(Bytes),
+    Stream(ReplyStream<Bytes>),
+}
+
+type ServeFuture = BoxFuture<'static, Result<Served, WireError>>;
+
 /// What the receiving node can do with a decoded message of one type.
 pub(crate) trait Inbound: Send + Sync + 'static {
-    /// Start an ask of `target`; the future answers with the encoded reply.
+    /// Start an ask of `target` for the peer's call `corr` on `session`;
+    /// the future answers with the encoded reply or reply stream.
     fn ask(
         &self,
         node: &Node,
         target: &str,
         msg: AnyMessage,
         scope: CallScope,
-        codec: CodecKind,
-    ) -> Result<BoxFuture<'static, Result<Bytes, WireError>>, WireError>;
+        session: &Arc<Session>,
+        corr: u64,
+    ) -> Result<ServeFuture, WireError>;
 
     /// A job that tells `target` (waiting for mailbox room: backpressure).
     fn tell(
@@ -44,14 +63,14 @@ impl<M> Typed<M> {
     }
 }
 
-fn recipient<M: RemoteMessage>(node: &Node, target: &str) -> Result<Recipient<M>, WireError> {
+fn recipient<M: Message>(node: &Node, target: &str) -> Result<Recipient<M>, WireError> {
     node.lookup_recipient::<M>(target)
         .map_err(|_| WireError::UnknownTarget {
             target: target.to_owned(),
         })
 }
 
-fn downcast<M: RemoteMessage>(msg: AnyMessage) -> Result<M, WireError> {
+fn downcast<M: WireMessage>(msg: AnyMessage) -> Result<M, WireError> {
     msg.downcast::<M>()
         .map(|b| *b)
         .map_err(|_| WireError::BadPayload {
@@ -66,10 +85,12 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
         target: &str,
         msg: AnyMessage,
         scope: CallScope,
-        codec: CodecKind,
-    ) -> Result<BoxFuture<'static, Result<Bytes, WireError>>, WireError> {
+        session: &Arc<Session>,
+        _corr: u64,
+    ) -> Result<ServeFuture, WireError> {
         let to = recipient::<M>(node, target)?;
         let msg = downcast::<M>(msg)?;
+        let codec = session.codec();
         Ok(Box::pin(async move {
             let fut = Scoped {
                 scope,
@@ -79,7 +100,7 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
                 Ok(reply) => {
                     let mut buf = BytesMut::new();
                     codec.encode(&reply, &mut buf)?;
-                    Ok(buf.freeze())
+                    Ok(Served::Unary(buf.freeze()))
                 }
                 Err(e) => Err(to_wire(e)),
             }
@@ -95,15 +116,111 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
     ) -> Result<TellJob, WireError> {
         let to = recipient::<M>(node, target)?;
         let msg = downcast::<M>(msg)?;
-        Ok(Box::pin(Scoped {
-            scope,
-            fut: Box::pin(async move {
-                if let Err(e) = to.tell(msg).await {
-                    tracing::debug!(error = %e, "remote tell not delivered");
-                }
-            }),
+        Ok(tell_job(to, msg, scope))
+    }
+}
+
+/// Server streaming: the handler's reply is a stream.
+pub(crate) struct TypedStream<M>(PhantomData<fn() -> M>);
+
+impl<M> TypedStream<M> {
+    pub(crate) const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<M: RemoteStream> Inbound for TypedStream<M> {
+    fn ask(
+        &self,
+        node: &Node,
+        target: &str,
+        msg: AnyMessage,
+        scope: CallScope,
+        session: &Arc<Session>,
+        _corr: u64,
+    ) -> Result<ServeFuture, WireError> {
+        let to = recipient::<M>(node, target)?;
+        let msg = downcast::<M>(msg)?;
+        let codec = session.codec();
+        Ok(Box::pin(async move {
+            let fut = Scoped {
+                scope,
+                fut: Box::pin(async move { to.ask(msg).await }),
+            };
+            let items = fut.await.map_err(to_wire)?.into_stream();
+            Ok(Served::Stream(ReplyStream::from_source(Encoded::new(
+                items, codec,
+            ))))
         }))
     }
+
+    fn tell(
+        &self,
+        node: &Node,
+        target: &str,
+        msg: AnyMessage,
+        scope: CallScope,
+    ) -> Result<TellJob, WireError> {
+        let to = recipient::<M>(node, target)?;
+        let msg = downcast::<M>(msg)?;
+        Ok(tell_job(to, msg, scope))
+    }
+}
+
+/// Bidirectional streams: the peer's input arrives as a stream, the
+/// handler's reply is a stream.
+pub(crate) struct TypedDuplex<O>(PhantomData<fn() -> O>);
+
+impl<O> TypedDuplex<O> {
+    pub(crate) const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<O: RemoteDuplex> Inbound for TypedDuplex<O> {
+    fn ask(
+        &self,
+        node: &Node,
+        target: &str,
+        msg: AnyMessage,
+        scope: CallScope,
+        session: &Arc<Session>,
+        corr: u64,
+    ) -> Result<ServeFuture, WireError> {
+        let to = recipient::<Duplex<O>>(node, target)?;
+        let open = downcast::<O>(msg)?;
+        let codec = session.codec();
+        let (feed, input) = remote_items::<O::In>(session, corr, false);
+        session.open_feed(corr, false, feed);
+        let msg = Duplex::new(open, ReplyStream::from_source(input));
+        Ok(Box::pin(async move {
+            let fut = Scoped {
+                scope,
+                fut: Box::pin(async move { to.ask(msg).await }),
+            };
+            let items = fut.await.map_err(to_wire)?;
+            Ok(Served::Stream(ReplyStream::from_source(Encoded::new(
+                items, codec,
+            ))))
+        }))
+    }
+
+    fn tell(&self, _: &Node, _: &str, _: AnyMessage, _: CallScope) -> Result<TellJob, WireError> {
+        Err(WireError::BadPayload {
+            reason: format!("{} opens a bidirectional stream: ask it", O::NAME),
+        })
+    }
+}
+
+fn tell_job<M: Message>(to: Recipient<M>, msg: M, scope: CallScope) -> TellJob {
+    Box::pin(Scoped {
+        scope,
+        fut: Box::pin(async move {
+            if let Err(e) = to.tell(msg).await {
+                tracing::debug!(error = %e, "remote tell not delivered");
+            }
+        }),
+    })
 }
 
 /// Polls `fut` with `scope` as the current request, so the ask or tell it
@@ -146,6 +263,9 @@ pub(crate) fn to_wire(e: AskError) -> WireError {
         AskError::UnknownTarget { target } => WireError::UnknownTarget {
             target: target.to_string(),
         },
+        AskError::StreamAborted { reason } => WireError::StreamAborted {
+            reason: reason.to_string(),
+        },
         other => WireError::BadPayload {
             reason: other.to_string(),
         },
@@ -182,6 +302,9 @@ pub(crate) fn from_wire(e: WireError, peer: &str) -> AskError {
         },
         WireError::UnknownTarget { target } => AskError::UnknownTarget {
             target: target.into(),
+        },
+        WireError::StreamAborted { reason } => AskError::StreamAborted {
+            reason: reason.into(),
         },
         other => AskError::Remote {
             reason: other.to_string().into(),

@@ -24,6 +24,7 @@
 mod inbound;
 mod proxy;
 mod session;
+mod stream;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,14 +33,17 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use plexus_codecs::{
-    CodecKind, Handshake, HandshakeError, RegistryError, RemoteMessage, WireStr, check_compat,
+    CodecKind, Handshake, HandshakeError, RegistryError, RemoteDuplex, RemoteMessage, RemoteStream,
+    WireStr, check_compat,
 };
 use plexus_runtime::remote::{Link, LinkError};
+use plexus_runtime::stream::Duplex;
 use plexus_runtime::{Node, Recipient};
 
 pub use session::TELL_WINDOW;
+pub use stream::STREAM_WINDOW;
 
-use inbound::{Inbound, Typed};
+use inbound::{Inbound, Typed, TypedDuplex, TypedStream};
 use session::{Session, lock};
 
 /// Settings of a [`Remote`].
@@ -163,6 +167,31 @@ impl RemoteBuilder {
     pub fn expose<M: RemoteMessage>(mut self) -> Result<Self, RegistryError> {
         self.registry
             .register_with::<M>(Arc::new(Typed::<M>::new()))?;
+        Ok(self)
+    }
+
+    /// Let peers ask `M`, whose reply is a stream, of this node's actors
+    /// that expose it. The items flow under credit flow control
+    /// ([`STREAM_WINDOW`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError`] for an invalid or duplicate name and version.
+    pub fn expose_stream<M: RemoteStream>(mut self) -> Result<Self, RegistryError> {
+        self.registry
+            .register_with::<M>(Arc::new(TypedStream::<M>::new()))?;
+        Ok(self)
+    }
+
+    /// Let peers open bidirectional streams with `O` to this node's actors
+    /// that expose `Duplex<O>`.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError`] for an invalid or duplicate name and version.
+    pub fn expose_duplex<O: RemoteDuplex>(mut self) -> Result<Self, RegistryError> {
+        self.registry
+            .register_with::<O>(Arc::new(TypedDuplex::<O>::new()))?;
         Ok(self)
     }
 
@@ -321,6 +350,39 @@ impl Remote {
             peer.into(),
             WireStr::from(actor.to_owned()),
         ))
+    }
+
+    /// The actor named `actor` on node `peer`, for a message whose reply is
+    /// a stream: `ask` returns the [`ReplyStream`](plexus_runtime::ReplyStream)
+    /// of the remote handler's items, read at the caller's pace (the remote
+    /// producer waits for credit). The ask's deadline bounds opening the
+    /// stream (until the handler returns it); the stream then lives until it
+    /// ends, the caller drops it (which cancels the remote side), or the
+    /// link goes down (`PeerUnavailable` as its last item).
+    pub fn stream_recipient<M: RemoteStream>(&self, peer: &str, actor: &str) -> Recipient<M> {
+        Recipient::new(proxy::RemoteStreamSink(proxy::RemoteSink::<M>::new(
+            Arc::clone(&self.inner),
+            peer.into(),
+            WireStr::from(actor.to_owned()),
+        )))
+    }
+
+    /// The actor named `actor` on node `peer`, for bidirectional streams
+    /// opened by `O`: ask it a [`Duplex`] of the opening message and a
+    /// stream of inputs; the reply is the stream of outputs. Inputs are sent
+    /// as the remote handler reads them (credit), outputs as the caller
+    /// reads them. Telling a `Duplex` is refused (`Closed`, message handed
+    /// back): the output has nowhere to go.
+    pub fn duplex_recipient<O: RemoteDuplex>(
+        &self,
+        peer: &str,
+        actor: &str,
+    ) -> Recipient<Duplex<O>> {
+        Recipient::new(proxy::RemoteDuplexSink(proxy::RemoteSink::<O>::new(
+            Arc::clone(&self.inner),
+            peer.into(),
+            WireStr::from(actor.to_owned()),
+        )))
     }
 
     /// Whether a link to `peer` is up.

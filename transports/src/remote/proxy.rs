@@ -4,15 +4,20 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use plexus_codecs::{Codec, Kind, RemoteMessage, WireError, WireStr};
+use plexus_codecs::{
+    Codec, Envelope, Kind, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply, WireError,
+    WireMessage, WireStr,
+};
 use plexus_runtime::remote::current_call;
+use plexus_runtime::stream::{Duplex, ReplyStream};
 use plexus_runtime::trace::TraceContext;
-use plexus_runtime::{ActorId, AskError, BoxFuture, MessageSink, SendError, TrySendError};
+use plexus_runtime::{ActorId, AskError, BoxFuture, Message, MessageSink, SendError, TrySendError};
 use tokio::sync::{TryAcquireError, oneshot};
 
 use super::RemoteInner;
 use super::inbound::from_wire;
 use super::session::{Session, TELL_WINDOW, hex, lock, to_traceparent};
+use super::stream::{self, Encoded, RemoteItems, remote_items};
 
 pub(crate) struct RemoteSink<M> {
     remote: Arc<RemoteInner>,
@@ -31,10 +36,139 @@ impl<M> RemoteSink<M> {
         }
     }
 
+    fn describe_wire(&self) -> String {
+        format!("{}@{}", self.target, self.peer)
+    }
+
     fn unavailable(&self) -> AskError {
         AskError::PeerUnavailable {
             peer: Arc::clone(&self.peer),
         }
+    }
+
+    /// What an ask needs before its future runs: the caller's call scope
+    /// (read now, on the caller's thread), its trace and span.
+    fn prepare<W: WireMessage>(&self, timeout: Option<Duration>) -> Prepared {
+        let call = current_call();
+        let node = &self.remote.node;
+        let trace = call
+            .as_ref()
+            .and_then(|c| c.trace)
+            .unwrap_or_else(|| TraceContext {
+                trace_id: (u128::from(node.random_u64()) << 64) | u128::from(node.random_u64()),
+                span_id: node.random_u64() | 1,
+                sampled: true,
+            });
+        let span = tracing::debug_span!(
+            "rpc.call",
+            peer = %self.peer,
+            message = W::NAME,
+            trace_id = %hex(&trace.trace_id.to_be_bytes()),
+        );
+        Prepared {
+            inherited: call.and_then(|c| c.deadline),
+            trace,
+            timeout,
+            span,
+        }
+    }
+
+    /// Send `msg` as an ask and wait for its first answer (a `Reply` or an
+    /// `Error` envelope) within the deadline. `registered` runs once the
+    /// call has its correlation id, before the ask is sent (to route its
+    /// stream); `sent` runs once it is sent (to start streaming input).
+    /// Dropping the future cancels the call.
+    async fn call<W: WireMessage>(
+        &self,
+        prepared: Prepared,
+        msg: W,
+        registered: impl FnOnce(&Arc<Session>, u64),
+        sent: impl FnOnce(&Arc<Session>, u64),
+    ) -> Result<(Arc<Session>, Envelope), AskError> {
+        let node = &self.remote.node;
+        let now = node.now();
+        let mut deadline = now + prepared.timeout.unwrap_or_else(|| node.ask_timeout());
+        if let Some(inherited) = prepared.inherited {
+            deadline = deadline.min(inherited);
+        }
+        let budget = deadline.saturating_duration_since(now);
+        if budget.is_zero() {
+            return Err(AskError::DeadlineExceeded);
+        }
+        let s = self
+            .remote
+            .session(&self.peer)
+            .ok_or_else(|| self.unavailable())?;
+        s.agreed
+            .check_call(W::NAME, W::VERSION)
+            .map_err(|e| from_wire(e, &self.peer))?;
+        let (tx, rx) = oneshot::channel();
+        let corr = lock(&s.pending).insert(tx);
+        let mut guard = CancelOnDrop {
+            session: &s,
+            corr,
+            armed: true,
+        };
+        let frame = s
+            .encode_request(
+                Kind::Ask,
+                corr,
+                &self.target,
+                &msg,
+                Some(budget),
+                to_traceparent(prepared.trace),
+            )
+            .map_err(|e| from_wire(e, &self.peer))?;
+        drop(msg);
+        registered(&s, corr);
+        if s.tx.send(frame).await.is_err() {
+            guard.armed = false;
+            lock(&s.pending).take(corr);
+            s.forget_stream(corr, true);
+            return Err(self.unavailable());
+        }
+        sent(&s, corr);
+        let sleep = node.clock().sleep_until(deadline);
+        let answer = tokio::select! {
+            biased;
+            r = rx => r,
+            () = sleep => return Err(AskError::DeadlineExceeded),
+        };
+        match answer {
+            Ok(Ok(env)) => {
+                guard.armed = false;
+                if env.kind != Kind::Reply {
+                    s.forget_stream(corr, true);
+                }
+                drop(guard);
+                Ok((s, env))
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(self.unavailable()),
+        }
+    }
+}
+
+/// The caller-side state of an ask, read when it is made.
+struct Prepared {
+    inherited: Option<std::time::Instant>,
+    trace: TraceContext,
+    timeout: Option<Duration>,
+    span: tracing::Span,
+}
+
+/// The error an answer other than `Reply` stands for.
+fn answer_error(env: &Envelope, peer: &str) -> AskError {
+    match env.kind {
+        Kind::Error => match env.wire_error() {
+            Some(Ok(e)) => from_wire(e, peer),
+            _ => AskError::BadPayload {
+                reason: "undecodable error payload".into(),
+            },
+        },
+        other => AskError::BadPayload {
+            reason: format!("unexpected answer kind {other:?}").into(),
+        },
     }
 }
 
@@ -49,13 +183,14 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
             lock(&self.session.pending).take(self.corr);
+            self.session.forget_stream(self.corr, true);
             self.session.send_cancel(self.corr);
         }
     }
 }
 
-impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
-    fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
+impl<M: WireMessage + Message> RemoteSink<M> {
+    fn try_tell_wire(&self, msg: M) -> Result<(), TrySendError<M>> {
         let id = ActorId::REMOTE;
         let Some(s) = self.remote.session(&self.peer) else {
             return Err(TrySendError::Closed { msg, id });
@@ -94,7 +229,7 @@ impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
         }
     }
 
-    fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
+    fn tell_wire(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
         let trace = current_call().and_then(|c| c.trace);
         Box::pin(async move {
             let id = ActorId::REMOTE;
@@ -121,92 +256,30 @@ impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
             }
         })
     }
+}
+
+impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
+    fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
+        self.try_tell_wire(msg)
+    }
+
+    fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
+        self.tell_wire(msg)
+    }
 
     fn ask(&self, msg: M, timeout: Option<Duration>) -> BoxFuture<'_, Result<M::Reply, AskError>> {
-        let call = current_call();
-        let node = &self.remote.node;
-        let trace = call
-            .as_ref()
-            .and_then(|c| c.trace)
-            .unwrap_or_else(|| TraceContext {
-                trace_id: (u128::from(node.random_u64()) << 64) | u128::from(node.random_u64()),
-                span_id: node.random_u64() | 1,
-                sampled: true,
-            });
-        let span = tracing::debug_span!(
-            "rpc.call",
-            peer = %self.peer,
-            message = M::NAME,
-            trace_id = %hex(&trace.trace_id.to_be_bytes()),
-        );
+        let call = self.prepare::<M>(timeout);
+        let span = call.span.clone();
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let now = node.now();
-                let mut deadline = now + timeout.unwrap_or_else(|| node.ask_timeout());
-                if let Some(inherited) = call.as_ref().and_then(|c| c.deadline) {
-                    deadline = deadline.min(inherited);
-                }
-                let budget = deadline.saturating_duration_since(now);
-                if budget.is_zero() {
-                    return Err(AskError::DeadlineExceeded);
-                }
-                let s = self
-                    .remote
-                    .session(&self.peer)
-                    .ok_or_else(|| self.unavailable())?;
-                s.agreed
-                    .check_call(M::NAME, M::VERSION)
-                    .map_err(|e| from_wire(e, &self.peer))?;
-                let (tx, rx) = oneshot::channel();
-                let corr = lock(&s.pending).insert(tx);
-                let mut guard = CancelOnDrop {
-                    session: &s,
-                    corr,
-                    armed: true,
-                };
-                let frame = s
-                    .encode_request(
-                        Kind::Ask,
-                        corr,
-                        &self.target,
-                        &msg,
-                        Some(budget),
-                        to_traceparent(trace),
-                    )
-                    .map_err(|e| from_wire(e, &self.peer))?;
-                drop(msg);
-                if s.tx.send(frame).await.is_err() {
-                    guard.armed = false;
-                    lock(&s.pending).take(corr);
-                    return Err(self.unavailable());
-                }
-                let sleep = node.clock().sleep_until(deadline);
-                let answer = tokio::select! {
-                    biased;
-                    r = rx => r,
-                    () = sleep => return Err(AskError::DeadlineExceeded),
-                };
-                guard.armed = false;
-                let env = match answer {
-                    Ok(Ok(env)) => env,
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(self.unavailable()),
-                };
+                let (s, env) = self.call(call, msg, |_, _| {}, |_, _| {}).await?;
                 match env.kind {
                     Kind::Reply => s
                         .agreed
                         .decode_with
                         .decode::<M::Reply>(&env.payload)
                         .map_err(|e| from_wire(WireError::from(e), &self.peer)),
-                    Kind::Error => match env.wire_error() {
-                        Some(Ok(e)) => Err(from_wire(e, &self.peer)),
-                        _ => Err(AskError::BadPayload {
-                            reason: "undecodable error payload".into(),
-                        }),
-                    },
-                    other => Err(AskError::BadPayload {
-                        reason: format!("unexpected answer kind {other:?}").into(),
-                    }),
+                    _ => Err(answer_error(&env, &self.peer)),
                 }
             },
             span,
@@ -214,6 +287,129 @@ impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
     }
 
     fn describe(&self) -> String {
-        format!("{}@{}", self.target, self.peer)
+        self.describe_wire()
+    }
+}
+
+/// The sink behind a remote [`Recipient`](plexus_runtime::Recipient) of a
+/// streaming message: the ask's reply is the stream of the callee's items.
+pub(crate) struct RemoteStreamSink<M>(pub(crate) RemoteSink<M>);
+
+impl<M: RemoteStream> MessageSink<M> for RemoteStreamSink<M> {
+    fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
+        self.0.try_tell_wire(msg)
+    }
+
+    fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
+        self.0.tell_wire(msg)
+    }
+
+    fn ask(&self, msg: M, timeout: Option<Duration>) -> BoxFuture<'_, Result<M::Reply, AskError>> {
+        let sink = &self.0;
+        let prepared = sink.prepare::<M>(timeout);
+        let span = prepared.span.clone();
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let mut items = None;
+                let registered = |s: &Arc<Session>, corr| {
+                    let (feed, rx) = remote_items(s, corr, true);
+                    s.open_feed(corr, true, feed);
+                    items = Some(rx);
+                };
+                let (_, env) = sink.call(prepared, msg, registered, |_, _| {}).await?;
+                open_stream(items, &env, &sink.peer).map(M::Reply::from_stream)
+            },
+            span,
+        ))
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe_wire()
+    }
+}
+
+/// The reply stream of a call whose first answer was `env`.
+fn open_stream<T: serde::de::DeserializeOwned + Send + 'static>(
+    items: Option<RemoteItems<T>>,
+    env: &Envelope,
+    peer: &str,
+) -> Result<ReplyStream<T>, AskError> {
+    match (env.kind, items) {
+        (Kind::Reply, Some(items)) => Ok(ReplyStream::from_source(items)),
+        (_, items) => {
+            if let Some(mut items) = items {
+                items.disarm();
+            }
+            Err(answer_error(env, peer))
+        }
+    }
+}
+
+/// The sink behind a remote [`Recipient`](plexus_runtime::Recipient) of a
+/// bidirectional stream: the ask sends the opening message, then streams
+/// the input while the callee's output streams back.
+pub(crate) struct RemoteDuplexSink<O>(pub(crate) RemoteSink<O>);
+
+impl<O: RemoteDuplex> MessageSink<Duplex<O>> for RemoteDuplexSink<O> {
+    /// Refused: a bidirectional stream must be asked (its output is the
+    /// reply). The message is handed back.
+    fn try_tell(&self, msg: Duplex<O>) -> Result<(), TrySendError<Duplex<O>>> {
+        tracing::error!(
+            message = O::NAME,
+            "a bidirectional stream cannot be told; ask it"
+        );
+        Err(TrySendError::Closed {
+            msg,
+            id: ActorId::REMOTE,
+        })
+    }
+
+    /// Refused, as [`try_tell`](Self::try_tell).
+    fn tell(&self, msg: Duplex<O>) -> BoxFuture<'_, Result<(), SendError<Duplex<O>>>> {
+        tracing::error!(
+            message = O::NAME,
+            "a bidirectional stream cannot be told; ask it"
+        );
+        Box::pin(std::future::ready(Err(SendError::Closed {
+            msg,
+            id: ActorId::REMOTE,
+        })))
+    }
+
+    fn ask(
+        &self,
+        msg: Duplex<O>,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'_, Result<ReplyStream<O::Out>, AskError>> {
+        let sink = &self.0;
+        let prepared = sink.prepare::<O>(timeout);
+        let span = prepared.span.clone();
+        let Duplex { open, input } = msg;
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let mut items = None;
+                let registered = |s: &Arc<Session>, corr| {
+                    let (feed, rx) = remote_items(s, corr, true);
+                    s.open_feed(corr, true, feed);
+                    items = Some(rx);
+                };
+                let sent = move |s: &Arc<Session>, corr| {
+                    let credits = s.open_credits(corr, false);
+                    let input = ReplyStream::from_source(Encoded::new(input, s.codec()));
+                    let session = Arc::clone(s);
+                    let task = tokio::spawn(async move {
+                        stream::pump(&session, corr, false, input, &credits).await;
+                    });
+                    s.track_upload(corr, task.abort_handle());
+                };
+                let (_, env) = sink.call(prepared, open, registered, sent).await?;
+                open_stream(items, &env, &sink.peer)
+            },
+            span,
+        ))
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe_wire()
     }
 }

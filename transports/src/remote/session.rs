@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use plexus_codecs::{
-    Agreed, Codec, CodecKind, Envelope, Kind, RemoteMessage, Target, TraceParent, WireError,
-    WireStr,
+    Agreed, Codec, CodecKind, Envelope, Kind, Target, TraceParent, WireError, WireMessage, WireStr,
 };
 use plexus_runtime::AskError;
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
@@ -19,7 +18,8 @@ use plexus_runtime::trace::TraceContext;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::RemoteInner;
-use super::inbound::TellJob;
+use super::inbound::{Served, TellJob};
+use super::stream::{self, Feed, STREAM_WINDOW, stream_error};
 
 /// Tells one sender may have queued at one target before the receiver
 /// grants credit back (a protocol constant both sides assume).
@@ -52,6 +52,14 @@ pub(crate) struct Session {
     next_channel: AtomicU64,
     inbound: Mutex<HashMap<u64, InboundCall>>,
     forwarders: Mutex<HashMap<u64, flume::Sender<TellJob>>>,
+    /// Streams being received, by (call, whether the items come from its
+    /// callee): our calls' reply streams and our served calls' inputs.
+    feeds: Mutex<HashMap<(u64, bool), Feed>>,
+    /// Credit of the streams being sent, keyed like `feeds` by the
+    /// direction of the items.
+    credits: Mutex<HashMap<(u64, bool), Arc<Semaphore>>>,
+    /// The tasks sending our duplex calls' inputs.
+    uploads: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     alive: AtomicBool,
     closed: Notify,
 }
@@ -68,6 +76,9 @@ impl Session {
             next_channel: AtomicU64::new(1),
             inbound: Mutex::new(HashMap::new()),
             forwarders: Mutex::new(HashMap::new()),
+            feeds: Mutex::new(HashMap::new()),
+            credits: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(HashMap::new()),
             alive: AtomicBool::new(true),
             closed: Notify::new(),
         }
@@ -113,7 +124,7 @@ impl Session {
     }
 
     /// A tell or ask frame: header, then `msg` encoded straight after it.
-    pub(crate) fn encode_request<M: RemoteMessage>(
+    pub(crate) fn encode_request<M: WireMessage>(
         &self,
         kind: Kind,
         correlation: u64,
@@ -131,12 +142,16 @@ impl Session {
         Ok(buf.freeze())
     }
 
-    /// Send a cancel for `correlation` without waiting.
-    pub(crate) fn send_cancel(self: &Arc<Self>, correlation: u64) {
-        if !self.is_alive() {
-            return;
+    /// Send a cancel for our call `correlation` without waiting.
+    pub(crate) fn send_cancel(&self, correlation: u64) {
+        if self.is_alive() {
+            self.send_soon(encode(&Envelope::new(Kind::Cancel, correlation)));
         }
-        let frame = encode(&Envelope::new(Kind::Cancel, correlation));
+    }
+
+    /// Send a control frame without waiting: now if the link has room,
+    /// else from a task.
+    pub(crate) fn send_soon(&self, frame: Bytes) {
         if let Err(plexus_runtime::remote::LinkError::Full { .. }) = self.tx.try_send(frame.clone())
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
@@ -145,6 +160,79 @@ impl Session {
                 let _ = tx.send(frame).await;
             });
         }
+    }
+
+    /// Receive call `corr`'s stream in direction `from_callee` through `feed`.
+    pub(crate) fn open_feed(&self, corr: u64, from_callee: bool, feed: Feed) {
+        if !self.is_alive() {
+            feed.fail(AskError::PeerUnavailable {
+                peer: Arc::clone(&self.peer),
+            });
+            return;
+        }
+        lock(&self.feeds).insert((corr, from_callee), feed);
+    }
+
+    /// The credit of the stream we send for call `corr` in direction
+    /// `from_callee`, starting at a full window.
+    pub(crate) fn open_credits(&self, corr: u64, from_callee: bool) -> Arc<Semaphore> {
+        let credits = Arc::new(Semaphore::new(STREAM_WINDOW));
+        if self.is_alive() {
+            lock(&self.credits).insert((corr, from_callee), Arc::clone(&credits));
+        } else {
+            credits.close();
+        }
+        credits
+    }
+
+    /// Remember the task sending the input of our duplex call `corr`.
+    pub(crate) fn track_upload(&self, corr: u64, task: tokio::task::AbortHandle) {
+        if self.is_alive() {
+            lock(&self.uploads).insert(corr, task);
+        } else {
+            task.abort();
+        }
+    }
+
+    /// Stop sending the input of our call `corr` (the call is over, or the
+    /// callee stopped reading it).
+    fn stop_upload(&self, corr: u64) {
+        if let Some(task) = lock(&self.uploads).remove(&corr) {
+            task.abort();
+        }
+        if let Some(c) = lock(&self.credits).remove(&(corr, false)) {
+            c.close();
+        }
+    }
+
+    /// A stream we receive is no longer read (dropped, or undecodable):
+    /// forget it. For our call's reply stream the whole call is over.
+    pub(crate) fn forget_stream(&self, corr: u64, from_callee: bool) {
+        lock(&self.feeds).remove(&(corr, from_callee));
+        if from_callee {
+            self.stop_upload(corr);
+        }
+    }
+
+    /// The peer ended a stream we receive (`error`: how, if not cleanly).
+    fn end_feed(&self, corr: u64, from_callee: bool, error: Option<AskError>) {
+        if let Some(feed) = lock(&self.feeds).remove(&(corr, from_callee))
+            && let Some(e) = error
+        {
+            feed.fail(e);
+        }
+        if from_callee {
+            self.stop_upload(corr);
+        }
+    }
+
+    /// A call we served is over: forget its entries.
+    fn end_served(&self, corr: u64) {
+        lock(&self.inbound).remove(&corr);
+        if let Some(c) = lock(&self.credits).remove(&(corr, true)) {
+            c.close();
+        }
+        lock(&self.feeds).remove(&(corr, false));
     }
 
     /// The reader loop: runs until the link closes, then fails what is
@@ -184,30 +272,73 @@ impl Session {
 
     fn on_envelope(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
         tracing::trace!(peer = %self.peer, kind = ?env.kind, correlation = env.correlation, "frame");
+        let corr = env.correlation;
         match env.kind {
-            Kind::Reply | Kind::Error | Kind::StreamItem | Kind::StreamEnd => {
-                if let Some(w) = lock(&self.pending).take(env.correlation) {
+            Kind::Reply | Kind::Error if env.from_callee => {
+                if let Some(w) = lock(&self.pending).take(corr) {
                     let _ = w.send(Ok(env));
+                } else if env.kind == Kind::Error {
+                    // After the stream opened: it failed.
+                    self.end_feed(corr, true, Some(stream_error(&env, &self.peer)));
                 }
             }
+            Kind::Error => {
+                // A caller failed the input stream of a call we serve.
+                self.end_feed(corr, false, Some(stream_error(&env, &self.peer)));
+            }
+            Kind::StreamItem => {
+                let key = (corr, env.from_callee);
+                let within_credit = lock(&self.feeds).get(&key).map(|f| f.item(env.payload));
+                if within_credit == Some(false) {
+                    tracing::warn!(peer = %self.peer, correlation = corr, "peer exceeded its stream credit; stream failed");
+                    self.end_feed(corr, env.from_callee, None);
+                    if env.from_callee {
+                        self.send_cancel(corr);
+                    } else {
+                        self.send_soon(encode(&Envelope::new(Kind::Cancel, corr).from_callee()));
+                    }
+                }
+            }
+            Kind::StreamEnd => self.end_feed(corr, env.from_callee, None),
             Kind::Credit => {
-                let ch = lock(&self.channels_by_id).get(&env.correlation).cloned();
-                if let (Some(ch), Some(n)) = (ch, env.credits()) {
-                    let room = TELL_WINDOW.saturating_sub(ch.credits.available_permits());
-                    ch.credits
-                        .add_permits(usize::try_from(n).unwrap_or(usize::MAX).min(room));
+                let Some(n) = env.credits() else {
+                    tracing::debug!(peer = %self.peer, "malformed credit ignored");
+                    return;
+                };
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                if corr >> 63 == 1 {
+                    let ch = lock(&self.channels_by_id).get(&corr).cloned();
+                    if let Some(ch) = ch {
+                        let room = TELL_WINDOW.saturating_sub(ch.credits.available_permits());
+                        ch.credits.add_permits(n.min(room));
+                    }
+                } else if let Some(c) = lock(&self.credits).get(&(corr, !env.from_callee)) {
+                    let room = STREAM_WINDOW.saturating_sub(c.available_permits());
+                    c.add_permits(n.min(room));
                 }
             }
             Kind::Tell => self.on_tell(env, remote),
             Kind::Ask => self.on_ask(env, remote),
+            Kind::Cancel if env.from_callee => {
+                // The callee of our call stopped reading its input.
+                self.stop_upload(corr);
+            }
             Kind::Cancel => {
-                if let Some(call) = lock(&self.inbound).remove(&env.correlation) {
-                    tracing::debug!(peer = %self.peer, correlation = env.correlation, "cancelled by caller");
+                if let Some(call) = lock(&self.inbound).remove(&corr) {
+                    tracing::debug!(peer = %self.peer, correlation = corr, "cancelled by caller");
                     call.cancel.cancel();
                     if let Some(a) = call.abort {
                         a.abort();
                     }
                 }
+                self.end_feed(
+                    corr,
+                    false,
+                    Some(AskError::StreamAborted {
+                        reason: "the caller cancelled the call".into(),
+                    }),
+                );
+                self.end_served(corr);
             }
             _ => {
                 tracing::debug!(peer = %self.peer, kind = ?env.kind, "unexpected frame kind ignored")
@@ -273,7 +404,7 @@ impl Session {
                 job.await;
                 if let Some(n) = window.accepted(rx.is_empty())
                     && link
-                        .send(encode(&Envelope::credit(channel, n)))
+                        .send(encode(&Envelope::credit(channel, n).from_callee()))
                         .await
                         .is_err()
                 {
@@ -303,7 +434,7 @@ impl Session {
             let fut =
                 decoded
                     .handler
-                    .ask(&remote.node, target, decoded.value, scope, self.codec())?;
+                    .ask(&remote.node, target, decoded.value, scope, self, corr)?;
             Ok::<_, WireError>((fut, cancel))
         })();
         let (fut, cancel) = match started {
@@ -332,11 +463,28 @@ impl Session {
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let result = fut.await;
+                if let Ok(Served::Stream(items)) = result {
+                    if !lock(&session.inbound).contains_key(&corr) {
+                        return; // cancelled meanwhile
+                    }
+                    let credits = session.open_credits(corr, true);
+                    let open = encode(&Envelope::new(Kind::Reply, corr).from_callee());
+                    if session.tx.send(open).await.is_ok() {
+                        stream::pump(&session, corr, true, items, &credits).await;
+                    }
+                    session.end_served(corr);
+                    return;
+                }
                 if lock(&session.inbound).remove(&corr).is_none() {
                     return; // cancelled meanwhile
                 }
                 let frame = match result {
-                    Ok(payload) => encode(&Envelope::new(Kind::Reply, corr).with_payload(payload)),
+                    Ok(Served::Unary(payload)) => encode(
+                        &Envelope::new(Kind::Reply, corr)
+                            .from_callee()
+                            .with_payload(payload),
+                    ),
+                    Ok(Served::Stream(_)) => return,
                     Err(e) => encode(&Envelope::error(corr, &e)),
                 };
                 let _ = session.tx.send(frame).await;
@@ -348,14 +496,8 @@ impl Session {
         }
     }
 
-    fn send_error(self: &Arc<Self>, corr: u64, e: &WireError) {
-        let frame = encode(&Envelope::error(corr, e));
-        if self.tx.try_send(frame.clone()).is_err() {
-            let tx = Arc::clone(&self.tx);
-            tokio::spawn(async move {
-                let _ = tx.send(frame).await;
-            });
-        }
+    fn send_error(&self, corr: u64, e: &WireError) {
+        self.send_soon(encode(&Envelope::error(corr, e)));
     }
 
     /// The link is gone: fail pending asks now, refuse tells, cancel what
@@ -381,6 +523,18 @@ impl Session {
             }
         }
         lock(&self.forwarders).clear();
+        let gone = AskError::PeerUnavailable {
+            peer: Arc::clone(&self.peer),
+        };
+        for (_, feed) in lock(&self.feeds).drain() {
+            feed.fail(gone.clone());
+        }
+        for (_, c) in lock(&self.credits).drain() {
+            c.close();
+        }
+        for (_, task) in lock(&self.uploads).drain() {
+            task.abort();
+        }
         self.closed.notify_waiters();
     }
 }
