@@ -402,6 +402,9 @@ pub async fn duplex_stream(road: Road) {
 
     // Nobody reads the output for a while.
     let n = 10 * STREAM_WINDOW as u64;
+    let stats = &ms[1].stats;
+    // The first call's handler has finished: its output ended.
+    let base = stats.input_read.load(Ordering::SeqCst);
     let (lines, input) = ReplyStream::channel(PRODUCER_CAPACITY);
     let mut out = shout.ask(Duplex::new(Shout, input)).await.unwrap();
     let sent = Arc::new(AtomicU64::new(0));
@@ -414,8 +417,6 @@ pub async fn duplex_stream(road: Road) {
             }
         }
     });
-    let stats = &ms[1].stats;
-    let base = stats.input_read.load(Ordering::SeqCst);
     // The handler fills its output channel and the output window, then
     // stops reading input.
     let stalled = (STREAM_WINDOW + PRODUCER_CAPACITY + 1) as u64;
