@@ -1,7 +1,8 @@
 //! Two OS processes on loopback: `orders` runs in a server process, a
 //! client process calls it over QUIC with mutual TLS — a normal ask, a
-//! deadline that expires, and a handler error — and then sends a stream of
-//! tells that the server's small mailbox slows down (backpressure).
+//! deadline that expires, and a handler error — then follows an order's
+//! progress as a server stream, and sends a stream of tells that the
+//! server's small mailbox slows down (backpressure).
 //!
 //! Run with: `cargo run --example two_nodes`
 //!
@@ -46,6 +47,11 @@ remote_message!(PlaceOrder, "orders.PlaceOrder", 1, reply = Result<u64, OrderErr
 struct Audit(u64);
 remote_message!(Audit, "orders.Audit", 1, reply = ());
 
+/// Server streaming: the progress of an order, as it happens.
+#[derive(Debug, Serialize, Deserialize)]
+struct Track(u64);
+remote_message!(Track, "orders.Track", 1, stream = String);
+
 struct Orders {
     next: u64,
     audited: u64,
@@ -66,6 +72,20 @@ impl Handler<PlaceOrder> for Orders {
         }
         self.next += 1;
         Ok(self.next)
+    }
+}
+impl Handler<Track> for Orders {
+    async fn handle(&mut self, Track(id): Track, _: &mut Context<Self>) -> ReplyStream<String> {
+        let (tx, progress) = ReplyStream::channel(4);
+        tokio::spawn(async move {
+            for step in ["accepted", "packed", "shipped"] {
+                tokio::time::sleep(Duration::from_millis(20)).await; // the warehouse at work
+                if tx.send(format!("order #{id} {step}")).await.is_err() {
+                    return;
+                }
+            }
+        });
+        progress
     }
 }
 impl Handler<Audit> for Orders {
@@ -89,9 +109,11 @@ async fn server(dir: &Path) -> Result<(), BoxError> {
     )?;
     orders.expose::<PlaceOrder>()?;
     orders.expose::<Audit>()?;
+    orders.expose::<Track>()?;
     let remote = Remote::builder(&node)
         .expose::<PlaceOrder>()?
         .expose::<Audit>()?
+        .expose_stream::<Track>()?
         .build();
     let quic = QuicEndpoint::start(&remote, "server", QuicConfig::from_dir(dir, "server")?)?;
     println!("listening {}", quic.local_addr()?.port());
@@ -118,7 +140,8 @@ async fn client(dir: &Path, port: u16) -> Result<(), BoxError> {
         qty: 2,
         work_ms,
     };
-    println!("[client] order: {:?}", orders.ask(order("apple", 0)).await?);
+    let placed = orders.ask(order("apple", 0)).await?;
+    println!("[client] order: {placed:?}");
     println!(
         "[client] out of stock: {:?}",
         orders.ask(order("unobtainium", 0)).await?
@@ -128,6 +151,12 @@ async fn client(dir: &Path, port: u16) -> Result<(), BoxError> {
         .timeout(Duration::from_millis(100))
         .await;
     println!("[client] 100 ms deadline on a 1 s handler: {r:?}");
+
+    let track: Recipient<Track> = remote.stream_recipient("server", "orders");
+    let mut progress = track.ask(Track(placed.unwrap_or_default())).await?;
+    while let Some(step) = progress.next().await {
+        println!("[client] streamed: {}", step?);
+    }
 
     let audit: Recipient<Audit> = remote.recipient("server", "orders");
     let start = Instant::now();
