@@ -25,3 +25,60 @@ on_road!(
     stream_link_loss,
     duplex_stream,
 );
+
+/// Both nodes list each other as peers and dial at once: they settle on one
+/// link and calls keep working (no session replacing the other in a loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_dial_each_other_settle_on_one_link() {
+    use plexus_runtime::Recipient;
+    use plexus_transports::certs::DevCa;
+    use plexus_transports::quic::{QuicConfig, QuicEndpoint};
+    use remote_support::{Echo, members};
+    use std::time::Duration;
+
+    let ms = members(8, Duration::ZERO);
+    let ca = DevCa::generate("test CA").unwrap();
+    let endpoints: Vec<QuicEndpoint> = ms[..2]
+        .iter()
+        .map(|m| {
+            let name = m.node.name();
+            let cert = ca.issue(name).unwrap();
+            let config = QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &ca.cert_pem).unwrap();
+            QuicEndpoint::start(&m.remote, name, config).unwrap()
+        })
+        .collect();
+    endpoints[0].connect("b", endpoints[1].local_addr().unwrap());
+    endpoints[1].connect("a", endpoints[0].local_addr().unwrap());
+    let (a, b) = (&ms[0].remote, &ms[1].remote);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        a.connected("b").await;
+        b.connected("a").await;
+    })
+    .await
+    .expect("connected");
+    // Once both dial loops have run, the surviving link serves every call.
+    let echo: Recipient<Echo> = a.recipient("b", "svc");
+    let back: Recipient<Echo> = b.recipient("a", "svc");
+    for i in 0..200 {
+        let s = format!("{i}");
+        let r = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match echo.ask(Echo(s.clone())).await {
+                    Err(plexus_runtime::AskError::PeerUnavailable { .. }) => {
+                        // Only while the two dials settle.
+                        assert!(i < 20, "link flapping at call {i}");
+                        a.connected("b").await;
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("answered");
+        assert_eq!(r.unwrap(), s);
+        assert_eq!(back.ask(Echo(s.clone())).await.unwrap(), s);
+    }
+    for e in &endpoints {
+        e.close();
+    }
+}

@@ -25,3 +25,63 @@ on_road!(
     stream_link_loss,
     duplex_stream,
 );
+
+/// Two nodes that dial each other at once keep one link, the same one on
+/// both sides (the one opened by the node whose name sorts first), in
+/// whatever order the attaches finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_dial_each_other_keep_one_link() {
+    use plexus_runtime::Recipient;
+    use plexus_transports::remote::AttachError;
+    use plexus_transports::sim::SimNetwork;
+    use remote_support::{Echo, members};
+    use std::time::Duration;
+
+    for a_first in [true, false] {
+        let ms = members(8, Duration::ZERO);
+        let (a, b) = (&ms[0].remote, &ms[1].remote);
+        let net = SimNetwork::with_clock(ms[0].node.clock().clone(), 1);
+        let (a_dialed, b_accepted) = net.link("a", "b");
+        let (b_dialed, a_accepted) = net.link("b", "a");
+        let (kept_at_a, kept_at_b, dup_at_a, dup_at_b) = if a_first {
+            let (x, y) = tokio::join!(a.attach(a_dialed), b.attach(b_accepted));
+            let (p, q) = tokio::join!(b.attach(b_dialed), a.attach(a_accepted));
+            (x, y, q, p)
+        } else {
+            let (p, q) = tokio::join!(b.attach(b_dialed), a.attach(a_accepted));
+            let (x, y) = tokio::join!(a.attach(a_dialed), b.attach(b_accepted));
+            (x, y, q, p)
+        };
+        let (kept_at_a, kept_at_b) = (kept_at_a.unwrap(), kept_at_b.unwrap());
+        if a_first {
+            // The second link came later and lost on both sides: refused
+            // as a duplicate, or closed by the peer that refused it first.
+            for dup in [dup_at_a, dup_at_b] {
+                assert!(
+                    matches!(
+                        dup,
+                        Err(AttachError::Duplicate { .. } | AttachError::Link(_))
+                    ),
+                    "{dup:?}"
+                );
+            }
+        } else {
+            // It came first and was replaced by the link to keep.
+            let (dup_a, dup_b) = (dup_at_a.unwrap(), dup_at_b.unwrap());
+            tokio::time::timeout(Duration::from_secs(5), async {
+                dup_a.closed().await;
+                dup_b.closed().await;
+            })
+            .await
+            .expect("the duplicate closes");
+        }
+        assert!(kept_at_a.is_alive() && kept_at_b.is_alive());
+        assert!(a.connection("b").unwrap().is_alive());
+        let echo: Recipient<Echo> = a.recipient("b", "svc");
+        for i in 0..20 {
+            let s = format!("{i}");
+            assert_eq!(echo.ask(Echo(s.clone())).await.unwrap(), s);
+        }
+        assert!(kept_at_a.is_alive() && kept_at_b.is_alive(), "no flapping");
+    }
+}

@@ -287,12 +287,17 @@ pub struct Link {
     pub tx: Arc<dyn FrameSender>,
     /// Where the peer's frames come from.
     pub rx: Box<dyn FrameReceiver>,
+    /// Whether this node opened (dialed) the link. When two nodes dial each
+    /// other at once, both keep the link opened by the node whose name
+    /// sorts first, so they agree without a round of negotiation.
+    pub opened_here: bool,
 }
 
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Link")
             .field("peer", &self.peer)
+            .field("opened_here", &self.opened_here)
             .finish_non_exhaustive()
     }
 }

@@ -151,7 +151,7 @@ impl SimNetwork {
     }
 
     /// A connected pair of links: the first is `a`'s link to `b` (its peer
-    /// is `b`), the second `b`'s link to `a`.
+    /// is `b`; `a` opened it), the second `b`'s link to `a`.
     pub fn link(&self, a: &str, b: &str) -> (Link, Link) {
         let (kill_a_tx, kill_a_rx) = flume::bounded(1);
         let (kill_b_tx, kill_b_rx) = flume::bounded(1);
@@ -170,11 +170,13 @@ impl SimNetwork {
                 peer: b.into(),
                 tx: a_tx,
                 rx: b_rx,
+                opened_here: true,
             },
             Link {
                 peer: a.into(),
                 tx: b_tx,
                 rx: a_rx,
+                opened_here: false,
             },
         )
     }

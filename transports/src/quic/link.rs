@@ -39,6 +39,7 @@ pub(crate) fn link(
             }),
             pending: Bytes::new(),
         }),
+        opened_here: false,
     }
 }
 

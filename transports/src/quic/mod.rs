@@ -45,7 +45,7 @@ use bytes::Bytes;
 
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::remote::{Connection, Remote};
+use crate::remote::{AttachError, Connection, Remote};
 
 pub use config::{ALPN, QuicConfig};
 
@@ -188,7 +188,8 @@ async fn dial(inner: &Inner, peer: &str, addr: SocketAddr) -> Result<Connection,
         .await
         .map_err(|e| err(e.to_string()))?;
     let (send, recv) = conn.open_bi().await.map_err(|e| err(e.to_string()))?;
-    let link = link::link(peer.into(), conn, send, recv, inner.config.max_frame);
+    let mut link = link::link(peer.into(), conn, send, recv, inner.config.max_frame);
+    link.opened_here = true;
     // Our name first: the acceptor checks it against our certificate.
     link.tx
         .send(Bytes::copy_from_slice(inner.name.as_bytes()))
@@ -210,6 +211,17 @@ async fn dial_loop(inner: Arc<Inner>, peer: Arc<str>, addr: SocketAddr) {
                 tokio::select! {
                     () = conn.closed() => tracing::info!(peer = %peer, "link lost; reconnecting"),
                     _ = stop.changed() => return,
+                }
+            }
+            Err(QuicError::Attach(AttachError::Duplicate { .. })) => {
+                // The peer dialed us too and its link is the one both keep:
+                // use it, and dial again only once it is gone.
+                attempt = 0;
+                if let Some(conn) = inner.remote.connection(&peer) {
+                    tokio::select! {
+                        () = conn.closed() => tracing::info!(peer = %peer, "link lost; reconnecting"),
+                        _ = stop.changed() => return,
+                    }
                 }
             }
             Err(e) => {

@@ -79,6 +79,16 @@ pub enum AttachError {
         /// The peer.
         peer: Arc<str>,
     },
+    /// Both nodes dialed each other; both keep the link opened by the node
+    /// whose name sorts first, and this is the other one. Use the kept
+    /// link ([`Remote::connection`]); nothing is wrong.
+    #[error(
+        "a link with {peer} already exists (the one opened by the node whose name sorts first is kept)"
+    )]
+    Duplicate {
+        /// The peer.
+        peer: Arc<str>,
+    },
 }
 
 /// A node's rpc endpoint. Cheap to clone.
@@ -298,14 +308,22 @@ impl Remote {
     }
 
     /// Run the rpc protocol over `link`: exchange handshakes, then serve the
-    /// peer until the link closes. A session that already exists with the
-    /// same peer is replaced (one connection per pair of nodes).
+    /// peer until the link closes. One link per pair of nodes: a new link
+    /// opened from the same side as the live one replaces it (a reconnect);
+    /// when the two nodes dialed each other, both keep the link opened by
+    /// the node whose name sorts first and the other attach fails with
+    /// [`AttachError::Duplicate`].
     ///
     /// # Errors
     ///
     /// [`AttachError`]; the link is closed.
     pub async fn attach(&self, link: Link) -> Result<Connection, AttachError> {
-        let Link { peer, tx, mut rx } = link;
+        let Link {
+            peer,
+            tx,
+            mut rx,
+            opened_here,
+        } = link;
         let inner = &self.inner;
         let hello = Handshake::new(inner.node.name(), inner.codec, inner.registry.exposed());
         let mut buf = BytesMut::new();
@@ -330,12 +348,26 @@ impl Remote {
                 return Err(e);
             }
         };
-        tracing::info!(node = inner.node.name(), peer = %peer, codec = %agreed.decode_with, "peer connected");
-        let session = Arc::new(Session::new(Arc::clone(&peer), tx, agreed));
-        let old = lock(&inner.sessions).insert(Arc::clone(&peer), Arc::clone(&session));
+        let session = Arc::new(Session::new(Arc::clone(&peer), tx, agreed, opened_here));
+        let mut sessions = lock(&inner.sessions);
+        if let Some(old) = sessions.get(&peer).filter(|s| s.is_alive())
+            && old.opened_here != opened_here
+            && opened_here != (inner.node.name() < session.agreed.peer.as_str())
+        {
+            // Both dialed: keep the link the node named first opened (by
+            // the node ids of the handshake, which both sides see alike).
+            drop(sessions);
+            tracing::debug!(node = inner.node.name(), peer = %peer, "duplicate link closed");
+            session.shutdown();
+            return Err(AttachError::Duplicate { peer });
+        }
+        // A reconnect (or the link to keep) replaces the old session.
+        let old = sessions.insert(Arc::clone(&peer), Arc::clone(&session));
+        drop(sessions);
         if let Some(old) = old {
             old.shutdown();
         }
+        tracing::info!(node = inner.node.name(), peer = %peer, codec = %session.agreed.decode_with, "peer connected");
         inner.changed.notify_waiters();
         tokio::spawn(Arc::clone(&session).run(rx, Arc::downgrade(inner)));
         Ok(Connection { session })
@@ -383,6 +415,13 @@ impl Remote {
             peer.into(),
             WireStr::from(actor.to_owned()),
         )))
+    }
+
+    /// The live session with `peer`, if any.
+    pub fn connection(&self, peer: &str) -> Option<Connection> {
+        self.inner
+            .session(peer)
+            .map(|session| Connection { session })
     }
 
     /// Whether a link to `peer` is up.

@@ -46,6 +46,8 @@ pub(crate) struct Session {
     pub(crate) peer: Arc<str>,
     pub(crate) tx: Arc<dyn FrameSender>,
     pub(crate) agreed: Agreed,
+    /// Whether this node opened the link.
+    pub(crate) opened_here: bool,
     pub(crate) pending: Mutex<Pending<oneshot::Sender<Answer>>>,
     channels: Mutex<HashMap<WireStr, Arc<TellChannel>>>,
     channels_by_id: Mutex<HashMap<u64, Arc<TellChannel>>>,
@@ -65,11 +67,17 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(peer: Arc<str>, tx: Arc<dyn FrameSender>, agreed: Agreed) -> Self {
+    pub(crate) fn new(
+        peer: Arc<str>,
+        tx: Arc<dyn FrameSender>,
+        agreed: Agreed,
+        opened_here: bool,
+    ) -> Self {
         Self {
             peer,
             tx,
             agreed,
+            opened_here,
             pending: Mutex::new(Pending::new()),
             channels: Mutex::new(HashMap::new()),
             channels_by_id: Mutex::new(HashMap::new()),
