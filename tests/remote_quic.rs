@@ -24,6 +24,7 @@ on_road!(
     server_stream,
     stream_link_loss,
     duplex_stream,
+    tell_refusals,
 );
 
 /// Both nodes list each other as peers and dial at once: they settle on one

@@ -24,6 +24,7 @@ on_road!(
     server_stream,
     stream_link_loss,
     duplex_stream,
+    tell_refusals,
 );
 
 /// Two nodes that dial each other at once keep one link, the same one on

@@ -22,13 +22,25 @@ pub enum SendError<M> {
         /// The actor it was for.
         id: ActorId,
     },
+    /// Remote tells: the peer refused this kind of tell (it does not expose
+    /// the message at this version, or has no such actor). A refusal of an
+    /// earlier tell is reported by the next one, as a socket reports an
+    /// unreachable port on its next send; this message was not sent. Fix
+    /// the name or version, or wait for the actor to exist, then retry.
+    #[error("refused by the peer: {error}")]
+    Rejected {
+        /// The message that was not sent.
+        msg: M,
+        /// Why the peer refused.
+        error: AskError,
+    },
 }
 
 impl<M> SendError<M> {
     /// The message that was not sent.
     pub fn into_inner(self) -> M {
         match self {
-            Self::Closed { msg, .. } => msg,
+            Self::Closed { msg, .. } | Self::Rejected { msg, .. } => msg,
         }
     }
 }
@@ -39,6 +51,10 @@ impl<M> fmt::Debug for SendError<M> {
             Self::Closed { id, .. } => f
                 .debug_struct("Closed")
                 .field("id", id)
+                .finish_non_exhaustive(),
+            Self::Rejected { error, .. } => f
+                .debug_struct("Rejected")
+                .field("error", error)
                 .finish_non_exhaustive(),
         }
     }
@@ -68,13 +84,22 @@ pub enum TrySendError<M> {
         /// The actor it was for.
         id: ActorId,
     },
+    /// Remote tells: the peer refused this kind of tell; see
+    /// [`SendError::Rejected`].
+    #[error("refused by the peer: {error}")]
+    Rejected {
+        /// The message that was not sent.
+        msg: M,
+        /// Why the peer refused.
+        error: AskError,
+    },
 }
 
 impl<M> TrySendError<M> {
     /// The message that was not sent.
     pub fn into_inner(self) -> M {
         match self {
-            Self::Full { msg, .. } | Self::Closed { msg, .. } => msg,
+            Self::Full { msg, .. } | Self::Closed { msg, .. } | Self::Rejected { msg, .. } => msg,
         }
     }
 
@@ -96,6 +121,10 @@ impl<M> fmt::Debug for TrySendError<M> {
                 .debug_struct("Closed")
                 .field("id", id)
                 .finish_non_exhaustive(),
+            Self::Rejected { error, .. } => f
+                .debug_struct("Rejected")
+                .field("error", error)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -104,6 +133,7 @@ impl<M> From<SendError<M>> for TrySendError<M> {
     fn from(e: SendError<M>) -> Self {
         match e {
             SendError::Closed { msg, id } => Self::Closed { msg, id },
+            SendError::Rejected { msg, error } => Self::Rejected { msg, error },
         }
     }
 }

@@ -434,3 +434,57 @@ pub async fn duplex_stream(road: Road) {
     producer.await.unwrap();
     assert!(out.next().await.is_none());
 }
+
+/// Tells the peer cannot take are refused with a typed error: a message it
+/// does not expose (or not at this version) at once, an unknown actor on
+/// the next tell after the peer reports it. The node keeps serving.
+pub async fn tell_refusals(road: Road) {
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let a = &ms[0].remote;
+    let unknown: Recipient<NotExposed> = a.recipient("b", "svc");
+    match unknown.tell(NotExposed).await {
+        Err(SendError::Rejected {
+            error: AskError::UnknownMessage { name },
+            ..
+        }) => assert_eq!(&*name, "t.NotExposed"),
+        other => panic!("{other:?}"),
+    }
+    let v1: Recipient<PingV1> = a.recipient("b", "svc");
+    assert!(matches!(
+        v1.try_tell(PingV1),
+        Err(TrySendError::Rejected {
+            error: AskError::IncompatibleVersion {
+                expected: 2,
+                got: 1,
+                ..
+            },
+            ..
+        })
+    ));
+
+    let nobody: Recipient<Count> = a.recipient("b", "nobody");
+    let start = Instant::now();
+    let mut n = 0;
+    let refused = loop {
+        assert!(start.elapsed() < Duration::from_secs(5), "never refused");
+        match nobody.tell(Count(n)).await {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(2)).await,
+            Err(e) => break e,
+        }
+        n += 1;
+    };
+    match refused {
+        SendError::Rejected {
+            msg: Count(m),
+            error: AskError::UnknownTarget { target },
+        } => {
+            assert_eq!(&*target, "nobody");
+            assert_eq!(m, n, "the refused tell hands its message back");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Reported once: the next tell is tried again.
+    assert!(nobody.tell(Count(0)).await.is_ok());
+    let echo: Recipient<Echo> = a.recipient("b", "svc");
+    assert_eq!(echo.ask(Echo("still up".into())).await.unwrap(), "still up");
+}

@@ -17,9 +17,21 @@
 //!   [`TELL_WINDOW`]: the receiver grants credit as the target's mailbox
 //!   accepts them, so a full mailbox makes the remote sender wait and memory
 //!   is bounded on both nodes.
+//! - A tell of a message the peer does not expose (or not at this version)
+//!   is refused at once with `SendError::Rejected`; a tell to an actor the
+//!   peer does not have is dropped there and reported back, and the next
+//!   tell to that target returns `SendError::Rejected` with
+//!   `AskError::UnknownTarget` (as a socket reports an unreachable port on
+//!   its next send).
+//! - Streams (`ReplyStream` replies, `Duplex` calls) flow under a credit
+//!   window of [`STREAM_WINDOW`] per direction; see [`Remote::stream_recipient`]
+//!   and [`Remote::duplex_recipient`].
 //! - When the link closes, pending asks fail at once with
-//!   `AskError::PeerUnavailable`, and tells are refused with
-//!   `SendError::Closed` (handing the message back): there is no outbox.
+//!   `AskError::PeerUnavailable`, open streams end with it, and tells are
+//!   refused with `SendError::Closed` (handing the message back): there is
+//!   no outbox.
+//! - Two nodes that dial each other keep one link: the one opened by the
+//!   node whose name sorts first.
 
 mod inbound;
 mod proxy;

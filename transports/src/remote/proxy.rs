@@ -195,7 +195,14 @@ impl<M: WireMessage + Message> RemoteSink<M> {
         let Some(s) = self.remote.session(&self.peer) else {
             return Err(TrySendError::Closed { msg, id });
         };
+        if let Err(e) = s.agreed.check_call(M::NAME, M::VERSION) {
+            let error = from_wire(e, &self.peer);
+            return Err(TrySendError::Rejected { msg, error });
+        }
         let ch = s.channel(&self.target);
+        if let Some(error) = ch.take_refusal() {
+            return Err(TrySendError::Rejected { msg, error });
+        }
         match ch.credits.try_acquire() {
             Ok(p) => p.forget(),
             Err(TryAcquireError::NoPermits) => {
@@ -236,7 +243,14 @@ impl<M: WireMessage + Message> RemoteSink<M> {
             let Some(s) = self.remote.session(&self.peer) else {
                 return Err(SendError::Closed { msg, id });
             };
+            if let Err(e) = s.agreed.check_call(M::NAME, M::VERSION) {
+                let error = from_wire(e, &self.peer);
+                return Err(SendError::Rejected { msg, error });
+            }
             let ch = s.channel(&self.target);
+            if let Some(error) = ch.take_refusal() {
+                return Err(SendError::Rejected { msg, error });
+            }
             match ch.credits.acquire().await {
                 Ok(p) => p.forget(),
                 Err(_) => return Err(SendError::Closed { msg, id }),

@@ -35,6 +35,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct TellChannel {
     pub(crate) id: u64,
     pub(crate) credits: Semaphore,
+    /// The peer refused a tell of this channel; the next tell reports it.
+    refused: Mutex<Option<AskError>>,
+}
+
+impl TellChannel {
+    /// The refusal to report, once.
+    pub(crate) fn take_refusal(&self) -> Option<AskError> {
+        lock(&self.refused).take()
+    }
 }
 
 struct InboundCall {
@@ -122,6 +131,7 @@ impl Session {
             let ch = Arc::new(TellChannel {
                 id,
                 credits: Semaphore::new(TELL_WINDOW),
+                refused: Mutex::new(None),
             });
             if !self.is_alive() {
                 ch.credits.close();
@@ -282,6 +292,15 @@ impl Session {
         tracing::trace!(peer = %self.peer, kind = ?env.kind, correlation = env.correlation, "frame");
         let corr = env.correlation;
         match env.kind {
+            Kind::Error if env.from_callee && corr >> 63 == 1 => {
+                // The peer refused a tell of one of our channels.
+                let ch = lock(&self.channels_by_id).get(&corr).cloned();
+                if let Some(ch) = ch {
+                    let error = stream_error(&env, &self.peer);
+                    tracing::warn!(peer = %self.peer, %error, "remote tell refused");
+                    *lock(&ch.refused) = Some(error);
+                }
+            }
             Kind::Reply | Kind::Error if env.from_callee => {
                 if let Some(w) = lock(&self.pending).take(corr) {
                     let _ = w.send(Ok(env));
@@ -374,7 +393,9 @@ impl Session {
             Ok(job) => job,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
-                // Still a job, so the sender's credit comes back.
+                // Tell the sender (its next tell reports it); still a job,
+                // so the sender's credit comes back.
+                self.send_error(channel, &e);
                 Box::pin(async {})
             }
         };
