@@ -308,14 +308,7 @@ pub async fn server_stream(road: Road) {
     assert!(aborted.next().await.is_none());
 
     // Dropping the stream stops the remote producer.
-    let mut endless = numbers
-        .ask(Numbers {
-            n: u64::MAX,
-            abort_at: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(endless.next().await.unwrap().unwrap(), 0);
+    let endless = endless(&numbers).await;
     drop(endless);
     eventually("producer told to stop", Duration::from_secs(5), || {
         stats.producer_closed.load(Ordering::SeqCst) == 1
@@ -345,19 +338,23 @@ pub async fn server_stream(road: Road) {
     assert!(empty.next().await.is_none());
 }
 
+/// A stream that never ends by itself, its first item read.
+async fn endless(numbers: &Recipient<Numbers>) -> ReplyStream<u64> {
+    let ask = Numbers {
+        n: u64::MAX,
+        abort_at: None,
+    };
+    let mut stream = numbers.ask(ask).await.unwrap();
+    assert_eq!(stream.next().await.unwrap().unwrap(), 0);
+    stream
+}
+
 /// A stream whose link goes down ends with `PeerUnavailable`, and the
 /// remote producer is stopped.
 pub async fn stream_link_loss(road: Road) {
     let (ms, net) = cluster(road, 64, Duration::ZERO).await;
     let numbers: Recipient<Numbers> = ms[0].remote.stream_recipient("b", "svc");
-    let mut endless = numbers
-        .ask(Numbers {
-            n: u64::MAX,
-            abort_at: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(endless.next().await.unwrap().unwrap(), 0);
+    let mut endless = endless(&numbers).await;
     match net {
         Some(net) => net.partition("a", "b"),
         None => ms[1].remote.disconnect("a"),

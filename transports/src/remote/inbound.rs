@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use plexus_codecs::{
-    AnyMessage, Codec, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply, WireError,
-    WireMessage,
+    AnyMessage, Codec, CodecKind, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply,
+    WireError, WireMessage,
 };
 use plexus_runtime::remote::CallScope;
 use plexus_runtime::stream::{Duplex, ReplyStream};
 use plexus_runtime::{AskError, BoxFuture, Message, Node, Recipient};
+use serde::Serialize;
 
 use super::session::Session;
 use super::stream::{Encoded, remote_items};
@@ -92,18 +93,10 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
         let msg = downcast::<M>(msg)?;
         let codec = session.codec();
         Ok(Box::pin(async move {
-            let fut = Scoped {
-                scope,
-                fut: Box::pin(async move { to.ask(msg).await }),
-            };
-            match fut.await {
-                Ok(reply) => {
-                    let mut buf = BytesMut::new();
-                    codec.encode(&reply, &mut buf)?;
-                    Ok(Served::Unary(buf.freeze()))
-                }
-                Err(e) => Err(to_wire(e)),
-            }
+            let reply = scoped_ask(to, msg, scope).await?;
+            let mut buf = BytesMut::new();
+            codec.encode(&reply, &mut buf)?;
+            Ok(Served::Unary(buf.freeze()))
         }))
     }
 
@@ -114,9 +107,7 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
         msg: AnyMessage,
         scope: CallScope,
     ) -> Result<TellJob, WireError> {
-        let to = recipient::<M>(node, target)?;
-        let msg = downcast::<M>(msg)?;
-        Ok(tell_job(to, msg, scope))
+        tell_to::<M>(node, target, msg, scope)
     }
 }
 
@@ -143,14 +134,8 @@ impl<M: RemoteStream> Inbound for TypedStream<M> {
         let msg = downcast::<M>(msg)?;
         let codec = session.codec();
         Ok(Box::pin(async move {
-            let fut = Scoped {
-                scope,
-                fut: Box::pin(async move { to.ask(msg).await }),
-            };
-            let items = fut.await.map_err(to_wire)?.into_stream();
-            Ok(Served::Stream(ReplyStream::from_source(Encoded::new(
-                items, codec,
-            ))))
+            let items = scoped_ask(to, msg, scope).await?.into_stream();
+            Ok(serve_stream(items, codec))
         }))
     }
 
@@ -161,9 +146,7 @@ impl<M: RemoteStream> Inbound for TypedStream<M> {
         msg: AnyMessage,
         scope: CallScope,
     ) -> Result<TellJob, WireError> {
-        let to = recipient::<M>(node, target)?;
-        let msg = downcast::<M>(msg)?;
-        Ok(tell_job(to, msg, scope))
+        tell_to::<M>(node, target, msg, scope)
     }
 }
 
@@ -194,14 +177,8 @@ impl<O: RemoteDuplex> Inbound for TypedDuplex<O> {
         session.open_feed(corr, false, feed);
         let msg = Duplex::new(open, ReplyStream::from_source(input));
         Ok(Box::pin(async move {
-            let fut = Scoped {
-                scope,
-                fut: Box::pin(async move { to.ask(msg).await }),
-            };
-            let items = fut.await.map_err(to_wire)?;
-            Ok(Served::Stream(ReplyStream::from_source(Encoded::new(
-                items, codec,
-            ))))
+            let items = scoped_ask(to, msg, scope).await?;
+            Ok(serve_stream(items, codec))
         }))
     }
 
@@ -212,15 +189,42 @@ impl<O: RemoteDuplex> Inbound for TypedDuplex<O> {
     }
 }
 
-fn tell_job<M: Message>(to: Recipient<M>, msg: M, scope: CallScope) -> TellJob {
-    Box::pin(Scoped {
+/// The job that tells the decoded `msg` to `target`.
+fn tell_to<M: WireMessage + Message>(
+    node: &Node,
+    target: &str,
+    msg: AnyMessage,
+    scope: CallScope,
+) -> Result<TellJob, WireError> {
+    let to = recipient::<M>(node, target)?;
+    let msg = downcast::<M>(msg)?;
+    Ok(Box::pin(Scoped {
         scope,
         fut: Box::pin(async move {
             if let Err(e) = to.tell(msg).await {
                 tracing::debug!(error = %e, "remote tell not delivered");
             }
         }),
-    })
+    }))
+}
+
+/// Asks `to` with `scope` as the current request (deadline, trace, caller,
+/// cancel), failing as the caller should see it.
+async fn scoped_ask<M: Message>(
+    to: Recipient<M>,
+    msg: M,
+    scope: CallScope,
+) -> Result<M::Reply, WireError> {
+    let fut = Scoped {
+        scope,
+        fut: Box::pin(async move { to.ask(msg).await }),
+    };
+    fut.await.map_err(to_wire)
+}
+
+/// A handler's reply stream, served encoded.
+fn serve_stream<T: Serialize + Send + 'static>(items: ReplyStream<T>, codec: CodecKind) -> Served {
+    Served::Stream(ReplyStream::from_source(Encoded::new(items, codec)))
 }
 
 /// Polls `fut` with `scope` as the current request, so the ask or tell it

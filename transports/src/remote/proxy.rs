@@ -17,7 +17,7 @@ use tokio::sync::{TryAcquireError, oneshot};
 use super::RemoteInner;
 use super::inbound::from_wire;
 use super::session::{Session, TELL_WINDOW, hex, lock, to_traceparent};
-use super::stream::{self, Encoded, RemoteItems, remote_items};
+use super::stream::{self, Encoded, remote_items};
 
 pub(crate) struct RemoteSink<M> {
     remote: Arc<RemoteInner>,
@@ -145,6 +145,35 @@ impl<M> RemoteSink<M> {
             }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(self.unavailable()),
+        }
+    }
+}
+
+impl<M> RemoteSink<M> {
+    /// [`call`](Self::call) for an ask answered by a stream of `T`: the
+    /// stream is routed before the ask is sent, and returned once the
+    /// callee has opened it.
+    async fn call_stream<W: WireMessage, T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        prepared: Prepared,
+        msg: W,
+        sent: impl FnOnce(&Arc<Session>, u64),
+    ) -> Result<ReplyStream<T>, AskError> {
+        let mut items = None;
+        let registered = |s: &Arc<Session>, corr| {
+            let (feed, rx) = remote_items(s, corr, true);
+            s.open_feed(corr, true, feed);
+            items = Some(rx);
+        };
+        let (_, env) = self.call(prepared, msg, registered, sent).await?;
+        match (env.kind, items) {
+            (Kind::Reply, Some(items)) => Ok(ReplyStream::from_source(items)),
+            (_, items) => {
+                if let Some(mut items) = items {
+                    items.disarm();
+                }
+                Err(answer_error(&env, &self.peer))
+            }
         }
     }
 }
@@ -324,14 +353,8 @@ impl<M: RemoteStream> MessageSink<M> for RemoteStreamSink<M> {
         let span = prepared.span.clone();
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let mut items = None;
-                let registered = |s: &Arc<Session>, corr| {
-                    let (feed, rx) = remote_items(s, corr, true);
-                    s.open_feed(corr, true, feed);
-                    items = Some(rx);
-                };
-                let (_, env) = sink.call(prepared, msg, registered, |_, _| {}).await?;
-                open_stream(items, &env, &sink.peer).map(M::Reply::from_stream)
+                let items = sink.call_stream(prepared, msg, |_, _| {}).await?;
+                Ok(M::Reply::from_stream(items))
             },
             span,
         ))
@@ -339,23 +362,6 @@ impl<M: RemoteStream> MessageSink<M> for RemoteStreamSink<M> {
 
     fn describe(&self) -> String {
         self.0.describe_wire()
-    }
-}
-
-/// The reply stream of a call whose first answer was `env`.
-fn open_stream<T: serde::de::DeserializeOwned + Send + 'static>(
-    items: Option<RemoteItems<T>>,
-    env: &Envelope,
-    peer: &str,
-) -> Result<ReplyStream<T>, AskError> {
-    match (env.kind, items) {
-        (Kind::Reply, Some(items)) => Ok(ReplyStream::from_source(items)),
-        (_, items) => {
-            if let Some(mut items) = items {
-                items.disarm();
-            }
-            Err(answer_error(env, peer))
-        }
     }
 }
 
@@ -401,12 +407,6 @@ impl<O: RemoteDuplex> MessageSink<Duplex<O>> for RemoteDuplexSink<O> {
         let Duplex { open, input } = msg;
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let mut items = None;
-                let registered = |s: &Arc<Session>, corr| {
-                    let (feed, rx) = remote_items(s, corr, true);
-                    s.open_feed(corr, true, feed);
-                    items = Some(rx);
-                };
                 let sent = move |s: &Arc<Session>, corr| {
                     let credits = s.open_credits(corr, false);
                     let input = ReplyStream::from_source(Encoded::new(input, s.codec()));
@@ -416,8 +416,7 @@ impl<O: RemoteDuplex> MessageSink<Duplex<O>> for RemoteDuplexSink<O> {
                     });
                     s.track_upload(corr, task.abort_handle());
                 };
-                let (_, env) = sink.call(prepared, open, registered, sent).await?;
-                open_stream(items, &env, &sink.peer)
+                sink.call_stream(prepared, open, sent).await
             },
             span,
         ))
