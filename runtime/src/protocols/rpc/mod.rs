@@ -27,12 +27,24 @@
 //!   at its next `.await`, or not run at all if still queued.
 //! - A handler's own error type travels as part of its reply
 //!   (`type Reply = Result<T, E>`): the caller matches on `E` directly.
+//! - Streams: a reply of type [`ReplyStream<T>`] is a server stream, a
+//!   [`Duplex<O>`] call streams both ways (see [`crate::stream`]). Each
+//!   direction starts with a window of credits ([`SendWindow`]); the
+//!   receiver grants more as its consumer reads ([`RecvWindow`]), so a slow
+//!   consumer holds the remote producer back. A stream is opened within the
+//!   ask's deadline and lives until it ends, is dropped (which cancels the
+//!   other side) or its link goes down (`PeerUnavailable`).
+//!
+//! The driver itself (frame routing per session) lives in
+//! `plexus-transports`, because it needs the wire envelope of
+//! `plexus-codecs`, which builds on this crate.
 
 mod credit;
 mod pending;
 #[cfg(test)]
 mod tests;
 
+pub use crate::stream::{Duplex, DuplexMessage, ReplyStream, StreamSender};
 pub use credit::{RecvWindow, SendWindow};
 pub use pending::Pending;
 
