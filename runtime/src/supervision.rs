@@ -15,12 +15,12 @@
 //! `ActorRef` stays valid. Only the message whose handler panicked fails, to
 //! its asker, with [`AskError::HandlerPanicked`](crate::AskError). An actor
 //! spawned from a value, not a factory, cannot be restarted: it stops with
-//! [`StopReason::Panicked`] and its queued asks get
+//! [`StopReason::Panicked`](crate::StopReason::Panicked) and its queued asks get
 //! [`AskError::Stopped`](crate::AskError::Stopped).
 //!
 //! Restart intensity bounds the damage: at most `max_restarts` within
 //! `within`. One more failure escalates: the child stops with
-//! [`StopReason::RestartLimitExceeded`] and its supervisor is told, which
+//! [`StopReason::RestartLimitExceeded`](crate::StopReason::RestartLimitExceeded) and its supervisor is told, which
 //! counts as the supervisor's own failure (handled by *its* supervisor). At
 //! the node, escalation stops the child and logs an error. Between restarts
 //! the child waits a [`Backoff`] on the node's clock.

@@ -7,7 +7,7 @@
 //! Every message is in exactly one place: `entries` (waiting behind its
 //! FIFO group, scheduled for later, ready, or leased) or `dead`. Acked
 //! messages are forgotten. The index sets (`ready`, `scheduled`, `leases`)
-//! mirror each entry's [`State`] and are only changed together with it.
+//! mirror each entry's `State` and are only changed together with it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
