@@ -45,6 +45,8 @@
 //! - [`error`]: one error enum per operation family.
 //! - [`remote`]: the seam a transport plugs into (`Link`), and the call scope
 //!   (deadline, trace, caller identity, cancellation) of remote requests.
+//! - [`service`]: `tower::Service<M>` for [`ActorRef`] and [`Recipient`]:
+//!   timeouts, retries, limits and load shedding come from tower layers.
 //! - [`stream`]: [`ReplyStream`] (server streaming) and [`Duplex`]
 //!   (bidirectional streams), bounded end to end.
 //! - [`protocols`]: actor protocols; [`protocols::rpc`] holds the sans-IO
@@ -80,6 +82,7 @@ mod recipient;
 mod registry;
 pub mod remote;
 mod run;
+pub mod service;
 mod spawn;
 pub mod storage;
 pub mod stream;
