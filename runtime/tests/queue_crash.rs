@@ -11,14 +11,14 @@
 //! A small compaction threshold makes the children compact often, so
 //! kills also land in the middle of generation switches.
 //!
-//! `PLEXUS_CRASH_ITERS` sets the number of rounds (default 50);
-//! `PLEXUS_CRASH_SEED` the seed.
+//! The kill loop is `tests/support/crash_harness.rs`, shared with the
+//! log's crash test: `PLEXUS_CRASH_ITERS` sets the number of rounds
+//! (default 50), `PLEXUS_CRASH_SEED` the seed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::Duration;
 
 use plexus_runtime::prelude::*;
@@ -26,6 +26,10 @@ use plexus_runtime::protocols::queue::{
     Delivery, MessageId, MessageState, NewMessage, Queue, QueueConfig,
 };
 use plexus_runtime::storage::Durability;
+
+#[path = "support/crash_harness.rs"]
+mod crash_harness;
+use crash_harness::Rounds;
 
 const CHILD_DIR: &str = "PLEXUS_QUEUE_CRASH_DIR";
 const CHILD_ROUND: &str = "PLEXUS_QUEUE_CRASH_ROUND";
@@ -140,21 +144,6 @@ fn queue_crash_child() {
     });
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 #[derive(Default)]
 struct Seen {
     enqueued: BTreeSet<u64>,
@@ -194,105 +183,58 @@ fn verify(dir: &std::path::Path, seen: &Seen) {
 
 #[test]
 fn killed_queue_keeps_every_acknowledged_enqueue_and_ack() {
-    let iters: u64 = std::env::var("PLEXUS_CRASH_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let seed: u64 = std::env::var("PLEXUS_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x0de0_c0de);
-    let mut rng = Rng(seed);
-    let mut dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut seen = Seen::default();
-    let (mut kills, mut finished) = (0u64, 0u64);
+    let rounds = Rounds {
+        child_test: "queue_crash_child",
+        dir_env: CHILD_DIR,
+        round_env: CHILD_ROUND,
+        default_seed: 0x0de0_c0de,
+        max_acks_before_kill: 2500,
+    };
     let (mut checked, mut generations) = (0u64, 0u64);
-    for round in 0..iters {
-        if round > 0 && round % 25 == 0 {
-            dir = tempfile::tempdir().unwrap();
-            seen = Seen::default();
-        }
-        // Lines to see before the kill; sometimes none at all.
-        let target = if rng.below(8) == 0 {
-            0
-        } else {
-            rng.below(2500)
-        };
-        let mut child = Command::new(&exe)
-            .args([
-                "queue_crash_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_ROUND, round.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut killed = false;
-        if target == 0 {
-            child.kill().unwrap();
-            killed = true;
-        }
-        let mut count = 0;
-        // Bounded: the child prints a finite number of lines, then exits.
-        for line in lines {
-            let Ok(line) = line else { break };
+    let out = rounds.run(
+        &mut Seen::default(),
+        |seen, line| {
             // The last two words: libtest may print "test name ... " first.
             let mut parts = line.rsplit(' ');
             let (Some(Ok(id)), Some(kind)) = (parts.next().map(str::parse::<u64>), parts.next())
             else {
-                continue;
+                return 0;
             };
             match kind {
                 "E" => seen.enqueued.insert(id),
                 "S" => seen.ack_sent.insert(id),
                 "A" => seen.acked.insert(id),
-                _ => continue,
+                _ => return 0,
             };
-            count += 1;
-            if !killed && count >= target {
-                child.kill().unwrap();
-                killed = true;
-            }
-        }
-        let status = child.wait().unwrap();
-        if killed {
-            kills += 1;
-        } else {
-            assert!(status.success(), "child failed on its own: {status}");
-            finished += 1;
-        }
-        verify(dir.path(), &seen);
-        checked += seen.enqueued.len() as u64;
-        generations = generations.max(
-            std::fs::read_dir(dir.path().join("crash"))
-                .map(|d| {
-                    d.filter_map(|e| {
-                        e.ok()?
-                            .file_name()
-                            .to_str()?
-                            .strip_prefix("gen-")?
-                            .parse()
-                            .ok()
-                    })
-                    .max()
-                    .unwrap_or(0)
-                })
-                .unwrap_or(0),
-        );
-    }
-    println!(
-        "{kills} kills, {finished} clean exits, {checked} enqueue checks, highest generation {generations}"
+            1
+        },
+        |seen, dir, _| {
+            verify(dir, seen);
+            checked += seen.enqueued.len() as u64;
+            generations = generations.max(highest_generation(&dir.join("crash")));
+        },
     );
-    assert_eq!(kills + finished, iters);
+    println!("{out:?}, {checked} enqueue checks, highest generation {generations}");
     assert!(
-        kills * 10 >= iters * 7,
-        "most rounds should end in a kill ({kills}/{iters})"
+        out.kills * 10 >= out.rounds * 7,
+        "most rounds should end in a kill ({out:?})"
     );
+}
+
+/// The newest compaction generation in a queue's directory.
+fn highest_generation(queue_dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(queue_dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("gen-")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
 }

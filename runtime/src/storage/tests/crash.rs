@@ -7,17 +7,21 @@
 //! write would (a kill alone never does), so recovery's truncation runs
 //! between real kills.
 //!
-//! `PLEXUS_CRASH_ITERS` sets the number of kills (default 50);
-//! `PLEXUS_CRASH_SEED` the seed.
+//! The kill loop is `runtime/tests/support/crash_harness.rs`, shared with
+//! the queue's crash test: `PLEXUS_CRASH_ITERS` sets the number of rounds
+//! (default 50), `PLEXUS_CRASH_SEED` the seed.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use super::super::record::{Decoded, decode};
 use super::super::*;
 use super::support::*;
+
+#[path = "../../../tests/support/crash_harness.rs"]
+mod crash_harness;
+use crash_harness::{CrashRng, Rounds};
 
 const CHILD_DIR: &str = "PLEXUS_CRASH_CHILD_DIR";
 const CHILD_ROUND: &str = "PLEXUS_CRASH_CHILD_ROUND";
@@ -104,7 +108,7 @@ fn child_test_name() -> String {
 /// A kill never tears a `write`, but a power cut can: now and then, cut
 /// the last segment at a random byte after the last acknowledged record
 /// and add garbage, as an interrupted write would leave it.
-fn tear(dir: &Path, last_acked: Option<u64>, rng: &mut Rng) {
+fn tear(dir: &Path, last_acked: Option<u64>, rng: &mut CrashRng) {
     let Some(path) = segment_files(dir).pop() else {
         return;
     };
@@ -157,48 +161,18 @@ fn verify(dir: &Path, acked: &BTreeMap<u64, (u8, u64)>) -> u64 {
 
 #[test]
 fn killed_writer_loses_no_acknowledged_record() {
-    let iters: u64 = std::env::var("PLEXUS_CRASH_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let seed: u64 = std::env::var("PLEXUS_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_cafe);
-    let mut rng = Rng::new(seed);
-    let mut dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
+    let rounds = Rounds {
+        child_test: &child_test_name(),
+        dir_env: CHILD_DIR,
+        round_env: CHILD_ROUND,
+        default_seed: 0x5eed_cafe,
+        max_acks_before_kill: 4000,
+    };
+    // Acknowledged records: offset -> (producer, sequence number).
     let mut acked: BTreeMap<u64, (u8, u64)> = BTreeMap::new();
-    let (mut kills, mut finished) = (0, 0);
-    for round in 0..iters {
-        // A fresh directory now and then keeps each check's cost bounded.
-        if round > 0 && round % 25 == 0 {
-            dir = tempfile::tempdir().unwrap();
-            acked.clear();
-        }
-        // records to see acknowledged before the kill; sometimes none at all
-        let target = if rng.below(8) == 0 {
-            0
-        } else {
-            rng.below(4000)
-        };
-        let mut child = Command::new(&exe)
-            .args([
-                &child_test_name(),
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_ROUND, round.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut seen = 0;
-        let mut record_ack = |line: &str| -> u64 {
+    let out = rounds.run(
+        &mut acked,
+        |acked, line| {
             let Some(rest) = line.strip_prefix("A ") else {
                 return 0;
             };
@@ -208,37 +182,17 @@ fn killed_writer_loses_no_acknowledged_record() {
                 acked.insert(base + i, (p, first + i));
             }
             count
-        };
-        let mut killed = false;
-        if target == 0 {
-            child.kill().unwrap();
-            killed = true;
-        }
-        // Bounded: the child prints a finite number of lines, then exits.
-        for line in lines.by_ref() {
-            let Ok(line) = line else { break };
-            seen += record_ack(&line);
-            if !killed && seen >= target {
-                child.kill().unwrap();
-                killed = true;
+        },
+        |acked, dir, rng| {
+            if rng.below(3) == 0 {
+                tear(dir, acked.keys().next_back().copied(), rng);
             }
-        }
-        let status = child.wait().unwrap();
-        if killed {
-            kills += 1;
-        } else {
-            assert!(status.success(), "child failed on its own: {status}");
-            finished += 1;
-        }
-        if rng.below(3) == 0 {
-            tear(dir.path(), acked.keys().next_back().copied(), &mut rng);
-        }
-        let end = verify(dir.path(), &acked);
-        assert!(acked.keys().next_back().is_none_or(|&last| last < end));
-    }
-    assert!(kills + finished == iters);
+            let end = verify(dir, acked);
+            assert!(acked.keys().next_back().is_none_or(|&last| last < end));
+        },
+    );
     assert!(
-        kills * 10 >= iters * 8,
-        "most rounds should end in a kill ({kills}/{iters})"
+        out.kills * 10 >= out.rounds * 8,
+        "most rounds should end in a kill ({out:?})"
     );
 }
