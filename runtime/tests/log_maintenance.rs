@@ -207,3 +207,33 @@ async fn interrupted_compaction_leaves_the_log_readable() {
     assert_eq!(all(&topic), compacted);
     assert!(!part.join("00000000000000000000.log.compact-tmp").exists());
 }
+
+#[tokio::test]
+async fn scheduled_maintenance_applies_retention_on_the_topic_clock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let mut cfg = config(false);
+    cfg.log.retention_ms = Some(3_600_000);
+    let topic = Topic::open(tmp.path().join("t"), cfg, Arc::new(clock.clone())).unwrap();
+    for i in 0..100u32 {
+        topic
+            .append(ProducerRecord::new(format!("old {i:04}")))
+            .await
+            .unwrap();
+    }
+    let maintenance = topic.maintain_every(Duration::from_secs(300));
+    clock.advance(Duration::from_secs(300));
+    maintenance.wait_for_pass(1).await;
+    let first = maintenance.last().unwrap().unwrap();
+    assert_eq!(first.retention.segments_deleted, 0, "nothing is old yet");
+    assert_eq!(topic.bounds(0).unwrap().earliest, 0);
+
+    clock.advance(Duration::from_secs(2 * 3600));
+    let fresh = topic.append(ProducerRecord::new("fresh")).await.unwrap();
+    clock.advance(Duration::from_secs(300));
+    maintenance.wait_for_pass(2).await;
+    let earliest = topic.bounds(0).unwrap().earliest;
+    assert!(earliest > 0 && earliest <= fresh.offset, "{earliest}");
+    assert!(maintenance.passes() >= 2);
+    maintenance.stop();
+}

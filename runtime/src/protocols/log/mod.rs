@@ -9,7 +9,8 @@
 //!   [`Topic::idempotent_batch`]): a batch sent again — after a timeout, an
 //!   error or a restart — returns its original offsets and appends nothing.
 //! - Retention by size and age ([`Topic::enforce_retention`]) and, for
-//!   keyed topics, compaction ([`Topic::compact`]).
+//!   keyed topics, compaction ([`Topic::compact`]); both on a schedule of
+//!   the topic's clock with [`Topic::maintain_every`].
 //!
 //! # Delivery contract
 //!
@@ -26,6 +27,7 @@ mod consumer;
 mod error;
 mod group;
 mod idempotence;
+mod maintenance;
 mod partition;
 mod record;
 mod topic;
@@ -41,6 +43,7 @@ pub use group::{
 pub use idempotence::{
     DEFAULT_WINDOW, Decision, PRODUCER_HEADER, ProducerId, ProducerTable, SequenceError,
 };
+pub use maintenance::{Maintenance, MaintenancePass, PassOutcome};
 pub use partition::{murmur2, partition_for_key};
 pub use record::{ProducerRecord, RecordPosition, StartAt};
 pub use topic::{Topic, TopicConfig};

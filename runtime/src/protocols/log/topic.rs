@@ -357,6 +357,34 @@ impl Topic {
         Ok(total)
     }
 
+    /// Run [`enforce_retention`](Self::enforce_retention) and then
+    /// [`compact`](Self::compact) every `every` on the topic's clock, in a
+    /// task, until the returned [`Maintenance`](super::Maintenance) is
+    /// dropped. A failed pass is logged and kept as
+    /// [`Maintenance::last`](super::Maintenance::last); the next pass runs
+    /// as scheduled. Kafka's default retention check is every 5 minutes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Duration};
+    /// # use plexus_runtime::clock::ManualClock;
+    /// # use plexus_runtime::protocols::log::{Topic, TopicConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let tmp = tempfile::tempdir()?;
+    /// let clock = ManualClock::new();
+    /// let topic = Topic::open(tmp.path().join("t"), TopicConfig::default(), Arc::new(clock.clone()))?;
+    /// let maintenance = topic.maintain_every(Duration::from_secs(300));
+    /// clock.advance(Duration::from_secs(300));
+    /// maintenance.wait_for_pass(1).await;
+    /// assert!(matches!(maintenance.last(), Some(Ok(_))));
+    /// # Ok(()) }
+    /// ```
+    pub fn maintain_every(&self, every: std::time::Duration) -> super::Maintenance {
+        super::Maintenance::start(self.clone(), every)
+    }
+
     /// Compact every partition (a no-op unless
     /// [`compacted`](TopicConfig::compacted)): in the sealed segments, only
     /// the latest record of each key survives; keyless records stay;
