@@ -180,7 +180,7 @@ impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
                     lock(&s.pending).take(corr);
                     return Err(self.unavailable());
                 }
-                let sleep = node.clock().sleep_until(deadline);
+                let sleep = plexus_runtime::remote::deadline(node, deadline);
                 let answer = tokio::select! {
                     biased;
                     r = rx => r,
