@@ -9,7 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::{Bytes, BytesMut};
 use plexus_codecs::{AnyMessage, Codec, CodecKind, RemoteMessage, WireError};
 use plexus_runtime::remote::CallScope;
-use plexus_runtime::{AskError, BoxFuture, Node, Recipient};
+use plexus_runtime::{AskError, BoxFuture, Node, Recipient, TrySendError};
 
 /// A tell ready to be delivered in order by a channel's forwarder.
 pub(crate) type TellJob = BoxFuture<'static, ()>;
@@ -34,6 +34,16 @@ pub(crate) trait Inbound: Send + Sync + 'static {
         msg: AnyMessage,
         scope: CallScope,
     ) -> Result<TellJob, WireError>;
+
+    /// Tell `target` now if its mailbox has room (`None`); if it is full,
+    /// the job that waits for room (`Some`).
+    fn try_tell(
+        &self,
+        node: &Node,
+        target: &str,
+        msg: AnyMessage,
+        scope: CallScope,
+    ) -> Result<Option<TellJob>, WireError>;
 }
 
 pub(crate) struct Typed<M>(PhantomData<fn() -> M>);
@@ -95,15 +105,38 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
     ) -> Result<TellJob, WireError> {
         let to = recipient::<M>(node, target)?;
         let msg = downcast::<M>(msg)?;
-        Ok(Box::pin(Scoped {
-            scope,
-            fut: Box::pin(async move {
-                if let Err(e) = to.tell(msg).await {
-                    tracing::debug!(error = %e, "remote tell not delivered");
-                }
-            }),
-        }))
+        Ok(tell_job(to, msg, scope))
     }
+
+    fn try_tell(
+        &self,
+        node: &Node,
+        target: &str,
+        msg: AnyMessage,
+        scope: CallScope,
+    ) -> Result<Option<TellJob>, WireError> {
+        let to = recipient::<M>(node, target)?;
+        let msg = downcast::<M>(msg)?;
+        match scope.enter(|| to.try_tell(msg)) {
+            Ok(()) => Ok(None),
+            Err(TrySendError::Full { msg, .. }) => Ok(Some(tell_job(to, msg, scope))),
+            Err(e) => {
+                tracing::debug!(error = %e, "remote tell not delivered");
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn tell_job<M: RemoteMessage>(to: Recipient<M>, msg: M, scope: CallScope) -> TellJob {
+    Box::pin(Scoped {
+        scope,
+        fut: Box::pin(async move {
+            if let Err(e) = to.tell(msg).await {
+                tracing::debug!(error = %e, "remote tell not delivered");
+            }
+        }),
+    })
 }
 
 /// Polls `fut` with `scope` as the current request, so the ask or tell it

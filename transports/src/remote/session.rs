@@ -3,16 +3,21 @@
 //! requests and tell forwarders.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use plexus_codecs::{
     Agreed, Codec, CodecKind, Envelope, Kind, RemoteMessage, Target, TraceParent, WireError,
     WireStr,
 };
 use plexus_runtime::AskError;
+use plexus_runtime::BoxFuture;
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
 use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender};
 use plexus_runtime::trace::TraceContext;
@@ -39,7 +44,31 @@ pub(crate) struct TellChannel {
 
 struct InboundCall {
     cancel: CancelToken,
-    abort: Option<tokio::task::AbortHandle>,
+    abort: AbortHandle,
+}
+
+/// An inbound ask being served by the reader task; it sends its own answer.
+type Serving = Abortable<BoxFuture<'static, ()>>;
+
+/// The receiving side of one tell channel, kept by the reader.
+#[derive(Default)]
+struct InChannel {
+    /// Delivers, in order, the tells that found the mailbox full and every
+    /// later one until it has caught up.
+    forwarder: Option<flume::Sender<TellJob>>,
+    /// Tells handed to the forwarder and not yet in the mailbox: while
+    /// any are, later tells must go through the forwarder too.
+    queued: Arc<AtomicUsize>,
+    /// Credit for tells the reader put in the mailbox itself, not yet granted.
+    owed: u64,
+}
+
+/// What the reader keeps between frames.
+#[derive(Default)]
+struct ReaderState {
+    channels: HashMap<u64, InChannel>,
+    /// Channels that may have credit owed, granted when the reader idles.
+    owing: Vec<u64>,
 }
 
 pub(crate) struct Session {
@@ -51,7 +80,6 @@ pub(crate) struct Session {
     channels_by_id: Mutex<HashMap<u64, Arc<TellChannel>>>,
     next_channel: AtomicU64,
     inbound: Mutex<HashMap<u64, InboundCall>>,
-    forwarders: Mutex<HashMap<u64, flume::Sender<TellJob>>>,
     alive: AtomicBool,
     closed: Notify,
 }
@@ -67,7 +95,6 @@ impl Session {
             channels_by_id: Mutex::new(HashMap::new()),
             next_channel: AtomicU64::new(1),
             inbound: Mutex::new(HashMap::new()),
-            forwarders: Mutex::new(HashMap::new()),
             alive: AtomicBool::new(true),
             closed: Notify::new(),
         }
@@ -136,7 +163,12 @@ impl Session {
         if !self.is_alive() {
             return;
         }
-        let frame = encode(&Envelope::new(Kind::Cancel, correlation));
+        self.send_control(encode(&Envelope::new(Kind::Cancel, correlation)));
+    }
+
+    /// Send a control frame without waiting: if the link is full right
+    /// now, a task sends it once there is room.
+    fn send_control(&self, frame: Bytes) {
         if let Err(plexus_runtime::remote::LinkError::Full { .. }) = self.tx.try_send(frame.clone())
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
@@ -149,6 +181,12 @@ impl Session {
 
     /// The reader loop: runs until the link closes, then fails what is
     /// pending with `PeerUnavailable`.
+    ///
+    /// Inbound asks are served inside this task (no task per request): the
+    /// ask is put in the local mailbox while the frame is handled, and the
+    /// answer is sent when the loop next polls it. Credit for tells the
+    /// reader delivered itself is granted when the link has nothing more
+    /// to read (or half a window is owed).
     pub(crate) async fn run(
         self: Arc<Self>,
         mut rx: Box<dyn FrameReceiver>,
@@ -156,8 +194,22 @@ impl Session {
     ) {
         let span = tracing::debug_span!("rpc.session", peer = %self.peer);
         let _ = span;
+        let mut serving: FuturesUnordered<Serving> = FuturesUnordered::new();
+        let mut state = ReaderState::default();
         loop {
-            let frame = match rx.recv().await {
+            let next = {
+                let mut recv = rx.recv();
+                poll_fn(|cx| {
+                    while let Poll::Ready(Some(_)) = serving.poll_next_unpin(cx) {}
+                    let r = recv.as_mut().poll(cx);
+                    if r.is_pending() {
+                        self.grant_owed(&mut state);
+                    }
+                    r
+                })
+                .await
+            };
+            let frame = match next {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::info!(peer = %self.peer, error = %e, "link closed");
@@ -174,7 +226,9 @@ impl Session {
             let Some(remote) = remote.upgrade() else {
                 break;
             };
-            self.on_envelope(env, &remote);
+            if let Some(s) = self.on_envelope(env, &remote, &mut state) {
+                serving.push(s);
+            }
         }
         self.shutdown();
         if let Some(remote) = remote.upgrade() {
@@ -182,7 +236,12 @@ impl Session {
         }
     }
 
-    fn on_envelope(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
+    fn on_envelope(
+        self: &Arc<Self>,
+        env: Envelope,
+        remote: &Arc<RemoteInner>,
+        state: &mut ReaderState,
+    ) -> Option<Serving> {
         tracing::trace!(peer = %self.peer, kind = ?env.kind, correlation = env.correlation, "frame");
         match env.kind {
             Kind::Reply | Kind::Error | Kind::StreamItem | Kind::StreamEnd => {
@@ -198,21 +257,20 @@ impl Session {
                         .add_permits(usize::try_from(n).unwrap_or(usize::MAX).min(room));
                 }
             }
-            Kind::Tell => self.on_tell(env, remote),
-            Kind::Ask => self.on_ask(env, remote),
+            Kind::Tell => self.on_tell(env, remote, state),
+            Kind::Ask => return self.on_ask(env, remote),
             Kind::Cancel => {
                 if let Some(call) = lock(&self.inbound).remove(&env.correlation) {
                     tracing::debug!(peer = %self.peer, correlation = env.correlation, "cancelled by caller");
                     call.cancel.cancel();
-                    if let Some(a) = call.abort {
-                        a.abort();
-                    }
+                    call.abort.abort();
                 }
             }
             _ => {
                 tracing::debug!(peer = %self.peer, kind = ?env.kind, "unexpected frame kind ignored")
             }
         }
+        None
     }
 
     fn scope(&self, env: &Envelope, remote: &RemoteInner) -> CallScope {
@@ -229,48 +287,89 @@ impl Session {
         scope
     }
 
-    fn on_tell(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
+    /// A tell goes straight into the mailbox when it has room and nothing
+    /// of its channel waits in the forwarder; otherwise it queues behind
+    /// them in the channel's forwarder, keeping the channel's order.
+    fn on_tell(&self, env: Envelope, remote: &Arc<RemoteInner>, state: &mut ReaderState) {
         let channel = env.correlation;
-        let job: TellJob = match self.dispatch_tell(&env, remote) {
+        let ch = state.channels.entry(channel).or_default();
+        let direct = ch.queued.load(Ordering::Acquire) == 0;
+        let job = match self.dispatch_tell(&env, remote, direct) {
             Ok(job) => job,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
-                // Still a job, so the sender's credit comes back.
-                Box::pin(async {})
+                None
             }
         };
-        let tx = {
-            let mut forwarders = lock(&self.forwarders);
-            forwarders
-                .entry(channel)
-                .or_insert_with(|| self.spawn_forwarder(channel))
-                .clone()
+        let Some(job) = job else {
+            // Delivered (or refused): the sender's credit comes back.
+            ch.owed += 1;
+            if ch.owed == 1 {
+                state.owing.push(channel);
+            }
+            if ch.owed * 2 >= TELL_WINDOW as u64 {
+                let n = std::mem::take(&mut ch.owed);
+                self.send_control(encode(&Envelope::credit(channel, n)));
+            }
+            return;
         };
+        let tx = ch
+            .forwarder
+            .get_or_insert_with(|| self.spawn_forwarder(channel, Arc::clone(&ch.queued)));
+        ch.queued.fetch_add(1, Ordering::AcqRel);
         if tx.try_send(job).is_err() {
+            ch.queued.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(peer = %self.peer, channel, "peer exceeded its tell credit; tell dropped");
         }
     }
 
-    fn dispatch_tell(&self, env: &Envelope, remote: &RemoteInner) -> Result<TellJob, WireError> {
+    /// Grant the credit owed for tells the reader delivered itself.
+    fn grant_owed(&self, state: &mut ReaderState) {
+        for channel in state.owing.drain(..) {
+            if let Some(ch) = state.channels.get_mut(&channel)
+                && ch.owed > 0
+            {
+                let n = std::mem::take(&mut ch.owed);
+                self.send_control(encode(&Envelope::credit(channel, n)));
+            }
+        }
+    }
+
+    /// With `direct`, try the mailbox now (`None`: delivered); otherwise,
+    /// or if the mailbox is full, the job that delivers the tell.
+    fn dispatch_tell(
+        &self,
+        env: &Envelope,
+        remote: &RemoteInner,
+        direct: bool,
+    ) -> Result<Option<TellJob>, WireError> {
         let target = target_name(env)?;
         let decoded = remote
             .registry
             .decode_envelope(self.agreed.decode_with, env)?;
         let scope = self.scope(env, remote);
-        decoded
-            .handler
-            .tell(&remote.node, target, decoded.value, scope)
+        if direct {
+            decoded
+                .handler
+                .try_tell(&remote.node, target, decoded.value, scope)
+        } else {
+            decoded
+                .handler
+                .tell(&remote.node, target, decoded.value, scope)
+                .map(Some)
+        }
     }
 
     /// The task that delivers one channel's tells in order, waiting for
     /// mailbox room, and grants credit back as the mailbox accepts them.
-    fn spawn_forwarder(&self, channel: u64) -> flume::Sender<TellJob> {
+    fn spawn_forwarder(&self, channel: u64, queued: Arc<AtomicUsize>) -> flume::Sender<TellJob> {
         let (tx, rx) = flume::bounded::<TellJob>(TELL_WINDOW);
         let link = Arc::clone(&self.tx);
         tokio::spawn(async move {
             let mut window = RecvWindow::new(TELL_WINDOW as u64);
             while let Ok(job) = rx.recv_async().await {
                 job.await;
+                queued.fetch_sub(1, Ordering::AcqRel);
                 if let Some(n) = window.accepted(rx.is_empty())
                     && link
                         .send(encode(&Envelope::credit(channel, n)))
@@ -284,12 +383,12 @@ impl Session {
         tx
     }
 
-    fn on_ask(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
+    fn on_ask(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) -> Option<Serving> {
         let corr = env.correlation;
         match env.deadline {
             Some(b) if b.is_zero() => {
                 self.send_error(corr, &WireError::DeadlineExceeded);
-                return;
+                return None;
             }
             _ => {}
         }
@@ -311,25 +410,20 @@ impl Session {
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote ask refused");
                 self.send_error(corr, &e);
-                return;
+                return None;
             }
         };
-        let trace_id = env.traceparent.map(|t| hex(&t.trace_id()));
+        // Fields are evaluated only when the span is enabled.
         let span = tracing::debug_span!(
             "rpc.serve",
             peer = %self.peer,
             correlation = corr,
-            trace_id = trace_id.as_deref().unwrap_or(""),
+            trace_id = env.traceparent.map(|t| hex(&t.trace_id())).unwrap_or_default(),
         );
-        lock(&self.inbound).insert(
-            corr,
-            InboundCall {
-                cancel,
-                abort: None,
-            },
-        );
+        let (abort, registration) = AbortHandle::new_pair();
+        lock(&self.inbound).insert(corr, InboundCall { cancel, abort });
         let session = Arc::clone(self);
-        let task = tokio::spawn(tracing::Instrument::instrument(
+        let serve: BoxFuture<'static, ()> = Box::pin(tracing::Instrument::instrument(
             async move {
                 let result = fut.await;
                 if lock(&session.inbound).remove(&corr).is_none() {
@@ -343,9 +437,7 @@ impl Session {
             },
             span,
         ));
-        if let Some(call) = lock(&self.inbound).get_mut(&corr) {
-            call.abort = Some(task.abort_handle());
-        }
+        Some(Abortable::new(serve, registration))
     }
 
     fn send_error(self: &Arc<Self>, corr: u64, e: &WireError) {
@@ -376,11 +468,8 @@ impl Session {
         }
         for (_, call) in lock(&self.inbound).drain() {
             call.cancel.cancel();
-            if let Some(a) = call.abort {
-                a.abort();
-            }
+            call.abort.abort();
         }
-        lock(&self.forwarders).clear();
         self.closed.notify_waiters();
     }
 }
