@@ -1,11 +1,14 @@
 //! A [`Link`] over one QUIC bidirectional stream: length-prefixed frames.
 //!
-//! Senders write straight into the quinn stream from their own task under a
-//! short lock: quinn buffers the bytes and its connection driver coalesces
-//! whatever is buffered into packets, so a frame costs no task hop of ours.
-//! Only when quinn's flow control refuses bytes do frames wait, in order, in
-//! a bounded backlog that one flusher task drains; while the backlog is not
-//! empty every new frame joins it, so frames leave in the order sent.
+//! Senders write into the quinn stream from their own task under a short
+//! lock, combining writes: the first frame of a burst goes to quinn at once
+//! (no task hop on the latency path) and wakes the flusher task; frames sent
+//! before the flusher runs are appended to one buffer, which the flusher
+//! hands to quinn as a single chunk. quinn then packs whole batches into
+//! packets instead of one stream frame per message. When quinn's flow
+//! control refuses bytes they wait, in order, in a bounded backlog that the
+//! flusher drains; frames sent meanwhile queue behind it, so frames leave in
+//! the order sent.
 
 use std::collections::VecDeque;
 use std::pin::pin;
@@ -18,10 +21,12 @@ use plexus_runtime::BoxFuture;
 use plexus_runtime::remote::{FrameReceiver, FrameSender, Link, LinkError};
 use tokio::sync::Notify;
 
-/// Frames waiting for quinn's flow control before `send` waits.
-const BACKLOG: usize = 1024;
-/// Size of the buffers that frames are length-prefixed into; a frame is a
-/// slice of one, so small frames cost no allocation of their own.
+/// Bytes written but not yet taken by quinn before `send` waits.
+const MAX_UNSENT: usize = 1024 * 1024;
+/// A combined batch this large goes to quinn without waiting for the
+/// flusher.
+const FLUSH_AT: usize = 32 * 1024;
+/// Capacity of the buffer frames are combined in.
 const ARENA: usize = 64 * 1024;
 /// The largest read taken from quinn at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -39,8 +44,10 @@ pub(crate) fn link(
         max_frame,
         state: Mutex::new(WriteState {
             stream: send,
-            arena: BytesMut::new(),
+            open: BytesMut::new(),
             backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            flush_pending: false,
             failed: None,
             closing: false,
         }),
@@ -68,19 +75,23 @@ struct Shared {
     conn: quinn::Connection,
     max_frame: usize,
     state: Mutex<WriteState>,
-    /// Wakes the flusher: the backlog got its first frame, or the sender
-    /// was dropped.
+    /// Wakes the flusher: frames are waiting, or the sender was dropped.
     flush: Notify,
-    /// Wakes senders waiting for backlog room.
+    /// Wakes senders waiting for room.
     room: Notify,
 }
 
 struct WriteState {
     stream: quinn::SendStream,
-    /// Where frames get their length prefix; see [`ARENA`].
-    arena: BytesMut,
-    /// Prefixed frames quinn has not taken yet, oldest first.
+    /// Prefixed frames not yet handed to quinn, combined into one buffer.
+    open: BytesMut,
+    /// Chunks quinn refused (flow control), oldest first; `open` goes
+    /// after them.
     backlog: VecDeque<Bytes>,
+    backlog_bytes: usize,
+    /// The flusher has been woken and has not yet run: frames are combined
+    /// in `open` for it.
+    flush_pending: bool,
     /// Set once a write failed: every later send fails with it.
     failed: Option<Arc<str>>,
     /// The sending half was dropped: the flusher drains and ends.
@@ -91,6 +102,39 @@ struct WriteState {
 enum NotNow {
     Full,
     Failed(LinkError),
+}
+
+/// What handing a chunk to quinn did.
+enum Handed {
+    /// All of it taken.
+    All,
+    /// Part or none of it taken: the rest.
+    Rest(Bytes),
+    Failed(Arc<str>),
+}
+
+impl WriteState {
+    /// Offer `chunk` to quinn. Only called while the backlog is empty, so
+    /// no other waker is registered with quinn for this stream and the
+    /// caller's may be a no-op one (the flusher retries with its own).
+    fn hand(&mut self, chunk: Bytes, cx: &mut Context<'_>) -> Handed {
+        let mut bufs = [chunk];
+        match pin!(self.stream.write_chunks(&mut bufs)).poll(cx) {
+            Poll::Ready(Ok(_)) | Poll::Pending => {}
+            Poll::Ready(Err(e)) => return Handed::Failed(e.to_string().into()),
+        }
+        let [rest] = bufs;
+        if rest.is_empty() {
+            Handed::All
+        } else {
+            Handed::Rest(rest)
+        }
+    }
+
+    fn defer(&mut self, rest: Bytes) {
+        self.backlog_bytes += rest.len();
+        self.backlog.push_back(rest);
+    }
 }
 
 impl Shared {
@@ -110,7 +154,18 @@ impl Shared {
         }
     }
 
-    /// Write `frame` now (into quinn, or behind the backlog if there is one).
+    fn fail(&self, st: &mut WriteState, reason: Arc<str>) -> LinkError {
+        tracing::debug!(peer = %self.peer, error = %reason, "quic write failed");
+        st.failed = Some(Arc::clone(&reason));
+        st.backlog.clear();
+        st.backlog_bytes = 0;
+        st.open.clear();
+        self.room.notify_waiters();
+        self.closed(Some(&reason))
+    }
+
+    /// Write `frame` now: into quinn, or into the combined batch that the
+    /// flusher hands over.
     fn try_write(&self, frame: &[u8]) -> Result<(), NotNow> {
         if frame.len() > self.max_frame {
             return Err(NotNow::Failed(LinkError::TooLarge {
@@ -118,59 +173,56 @@ impl Shared {
                 max: self.max_frame,
             }));
         }
-        let mut st = self.state();
+        let mut guard = self.state();
+        let st = &mut *guard;
         if st.failed.is_some() || st.closing {
             return Err(NotNow::Failed(self.closed(st.failed.as_ref())));
         }
-        if st.backlog.len() >= BACKLOG {
+        if st.open.len() + st.backlog_bytes >= MAX_UNSENT {
             return Err(NotNow::Full);
         }
-        let st = &mut *st;
         let need = LEN_PREFIX + frame.len();
-        if st.arena.capacity() < need {
-            // The old arena lives on in the frames quinn still holds.
-            st.arena = BytesMut::with_capacity(ARENA.max(need));
+        if st.open.capacity() - st.open.len() < need && st.open.is_empty() {
+            // The old buffer lives on in the chunks quinn still holds.
+            st.open = BytesMut::with_capacity(ARENA.max(need));
         }
         // Frame sizes were checked against `max_frame` (≤ u32::MAX) above.
-        st.arena
+        st.open
             .put_u32(u32::try_from(frame.len()).unwrap_or(u32::MAX));
-        st.arena.extend_from_slice(frame);
-        let chunk = st.arena.split().freeze();
-        if !st.backlog.is_empty() {
-            st.backlog.push_back(chunk);
+        st.open.extend_from_slice(frame);
+        let first_of_burst = !st.flush_pending;
+        if !st.backlog.is_empty() || !(first_of_burst || st.open.len() >= FLUSH_AT) {
+            // Behind refused bytes, or combined for the flusher.
             return Ok(());
         }
-        let mut bufs = [chunk];
-        // Nothing is queued, so nobody else has a waker registered with
-        // quinn for this stream: a refused write goes to the backlog and
-        // the flusher registers its own waker when it retries.
-        let mut cx = Context::from_waker(Waker::noop());
-        match pin!(st.stream.write_chunks(&mut bufs)).poll(&mut cx) {
-            Poll::Ready(Ok(_)) => {}
-            Poll::Ready(Err(e)) => {
-                let reason: Arc<str> = e.to_string().into();
-                tracing::debug!(peer = %self.peer, error = %reason, "quic write failed");
-                st.failed = Some(Arc::clone(&reason));
-                return Err(NotNow::Failed(self.closed(Some(&reason))));
-            }
-            Poll::Pending => {}
+        let chunk = st.open.split().freeze();
+        match st.hand(chunk, &mut Context::from_waker(Waker::noop())) {
+            Handed::All => {}
+            Handed::Rest(rest) => st.defer(rest),
+            Handed::Failed(reason) => return Err(NotNow::Failed(self.fail(st, reason))),
         }
-        let [rest] = bufs;
-        if !rest.is_empty() {
-            st.backlog.push_back(rest);
+        if first_of_burst {
+            st.flush_pending = true;
             self.flush.notify_one();
         }
         Ok(())
     }
 
-    /// Hand the backlog to quinn as its flow control allows.
+    /// Hand the backlog, then the combined batch, to quinn as its flow
+    /// control allows.
     fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut st = self.state();
-        let st = &mut *st;
-        while !st.backlog.is_empty() {
+        let mut guard = self.state();
+        let st = &mut *guard;
+        loop {
             if st.failed.is_some() {
-                st.backlog.clear();
                 break;
+            }
+            if st.backlog.is_empty() {
+                if st.open.is_empty() {
+                    break;
+                }
+                let chunk = st.open.split().freeze();
+                st.defer(chunk);
             }
             let polled = {
                 let bufs = st.backlog.make_contiguous();
@@ -179,33 +231,32 @@ impl Shared {
             match polled {
                 Poll::Ready(Ok(written)) => {
                     st.backlog.drain(..written.chunks);
+                    st.backlog_bytes -= written.bytes;
                     self.room.notify_waiters();
                 }
                 Poll::Ready(Err(e)) => {
-                    tracing::debug!(peer = %self.peer, error = %e, "quic write failed");
-                    st.failed = Some(e.to_string().into());
+                    self.fail(st, e.to_string().into());
                 }
                 Poll::Pending => return Poll::Pending,
             }
         }
+        st.flush_pending = false;
         self.room.notify_waiters();
         Poll::Ready(())
     }
 }
 
-/// Drains the backlog whenever quinn refused bytes; ends once the sending
-/// half is dropped and nothing is left to write (dropping the stream then
-/// finishes it).
+/// Hands combined frames and refused bytes to quinn; ends once the
+/// sending half is dropped and nothing is left to write (dropping the
+/// stream then finishes it).
 async fn flusher(shared: Arc<Shared>) {
     loop {
-        std::future::poll_fn(|cx| shared.poll_drain(cx)).await;
-        {
-            let st = shared.state();
-            if st.failed.is_some() || (st.closing && st.backlog.is_empty()) {
-                return;
-            }
-        }
         shared.flush.notified().await;
+        std::future::poll_fn(|cx| shared.poll_drain(cx)).await;
+        let st = shared.state();
+        if st.failed.is_some() || (st.closing && st.backlog.is_empty() && st.open.is_empty()) {
+            return;
+        }
     }
 }
 
