@@ -6,17 +6,20 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use bytes::{Bytes, BytesMut};
-use plexus_codecs::{AnyMessage, Codec, CodecKind, RemoteMessage, WireError};
+use bytes::Bytes;
+use plexus_codecs::{AnyMessage, Codec, CodecKind, Envelope, Kind, RemoteMessage, WireError};
 use plexus_runtime::remote::CallScope;
 use plexus_runtime::{AskError, BoxFuture, Node, Recipient, TrySendError};
+
+use super::session::build_frame;
 
 /// A tell ready to be delivered in order by a channel's forwarder.
 pub(crate) type TellJob = BoxFuture<'static, ()>;
 
 /// What the receiving node can do with a decoded message of one type.
 pub(crate) trait Inbound: Send + Sync + 'static {
-    /// Start an ask of `target`; the future answers with the encoded reply.
+    /// Start an ask of `target`; the future answers with the reply frame
+    /// for `correlation`.
     fn ask(
         &self,
         node: &Node,
@@ -24,6 +27,7 @@ pub(crate) trait Inbound: Send + Sync + 'static {
         msg: AnyMessage,
         scope: CallScope,
         codec: CodecKind,
+        correlation: u64,
     ) -> Result<BoxFuture<'static, Result<Bytes, WireError>>, WireError>;
 
     /// A job that tells `target` (waiting for mailbox room: backpressure).
@@ -77,6 +81,7 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
         msg: AnyMessage,
         scope: CallScope,
         codec: CodecKind,
+        correlation: u64,
     ) -> Result<BoxFuture<'static, Result<Bytes, WireError>>, WireError> {
         let to = recipient::<M>(node, target)?;
         let msg = downcast::<M>(msg)?;
@@ -86,11 +91,11 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
                 fut: Box::pin(async move { to.ask(msg).await }),
             };
             match fut.await {
-                Ok(reply) => {
-                    let mut buf = BytesMut::new();
-                    codec.encode(&reply, &mut buf)?;
-                    Ok(buf.freeze())
-                }
+                Ok(reply) => build_frame(|buf| {
+                    Envelope::new(Kind::Reply, correlation).encode_header(buf);
+                    codec.encode(&reply, buf)?;
+                    Ok(())
+                }),
                 Err(e) => Err(to_wire(e)),
             }
         }))

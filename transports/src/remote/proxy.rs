@@ -1,7 +1,7 @@
 //! [`RemoteSink`]: the [`MessageSink`] behind a remote [`Recipient`](plexus_runtime::Recipient).
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plexus_codecs::{Codec, Kind, RemoteMessage, WireError, WireStr};
@@ -12,12 +12,15 @@ use tokio::sync::{TryAcquireError, oneshot};
 
 use super::RemoteInner;
 use super::inbound::from_wire;
-use super::session::{Session, TELL_WINDOW, hex, lock, to_traceparent};
+use super::session::{Session, TELL_WINDOW, TellChannel, hex, lock, to_traceparent};
 
 pub(crate) struct RemoteSink<M> {
     remote: Arc<RemoteInner>,
     peer: Arc<str>,
     target: WireStr,
+    /// The live session to `peer` and its tell channel to `target`, kept
+    /// while the session lives (saves two table lookups per tell).
+    route: Mutex<Option<(Arc<Session>, Arc<TellChannel>)>>,
     _message: PhantomData<fn(M)>,
 }
 
@@ -27,8 +30,23 @@ impl<M> RemoteSink<M> {
             remote,
             peer,
             target,
+            route: Mutex::new(None),
             _message: PhantomData,
         }
+    }
+
+    /// The live session to the peer and the tell channel to the target.
+    fn route(&self) -> Option<(Arc<Session>, Arc<TellChannel>)> {
+        let mut route = lock(&self.route);
+        if let Some((s, ch)) = route.as_ref()
+            && s.is_alive()
+        {
+            return Some((Arc::clone(s), Arc::clone(ch)));
+        }
+        let s = self.remote.session(&self.peer)?;
+        let ch = s.channel(&self.target);
+        *route = Some((Arc::clone(&s), Arc::clone(&ch)));
+        Some((s, ch))
     }
 
     fn unavailable(&self) -> AskError {
@@ -57,10 +75,9 @@ impl Drop for CancelOnDrop<'_> {
 impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
     fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
         let id = ActorId::REMOTE;
-        let Some(s) = self.remote.session(&self.peer) else {
+        let Some((s, ch)) = self.route() else {
             return Err(TrySendError::Closed { msg, id });
         };
-        let ch = s.channel(&self.target);
         match ch.credits.try_acquire() {
             Ok(p) => p.forget(),
             Err(TryAcquireError::NoPermits) => {
@@ -98,10 +115,9 @@ impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
         let trace = current_call().and_then(|c| c.trace);
         Box::pin(async move {
             let id = ActorId::REMOTE;
-            let Some(s) = self.remote.session(&self.peer) else {
+            let Some((s, ch)) = self.route() else {
                 return Err(SendError::Closed { msg, id });
             };
-            let ch = s.channel(&self.target);
             match ch.credits.acquire().await {
                 Ok(p) => p.forget(),
                 Err(_) => return Err(SendError::Closed { msg, id }),

@@ -152,10 +152,11 @@ impl Session {
         let mut env = Envelope::for_message::<M>(kind, correlation, Target::Name(target.clone()));
         env.deadline = budget;
         env.traceparent = trace;
-        let mut buf = BytesMut::with_capacity(env.header_len() + 64);
-        env.encode_header(&mut buf);
-        self.codec().encode(msg, &mut buf)?;
-        Ok(buf.freeze())
+        build_frame(|buf| {
+            env.encode_header(buf);
+            self.codec().encode(msg, buf)?;
+            Ok(())
+        })
     }
 
     /// Send a cancel for `correlation` without waiting.
@@ -399,10 +400,14 @@ impl Session {
                 .decode_envelope(self.agreed.decode_with, &env)?;
             let cancel = CancelToken::new();
             let scope = self.scope(&env, remote).cancel(cancel.clone());
-            let fut =
-                decoded
-                    .handler
-                    .ask(&remote.node, target, decoded.value, scope, self.codec())?;
+            let fut = decoded.handler.ask(
+                &remote.node,
+                target,
+                decoded.value,
+                scope,
+                self.codec(),
+                corr,
+            )?;
             Ok::<_, WireError>((fut, cancel))
         })();
         let (fut, cancel) = match started {
@@ -430,7 +435,7 @@ impl Session {
                     return; // cancelled meanwhile
                 }
                 let frame = match result {
-                    Ok(payload) => encode(&Envelope::new(Kind::Reply, corr).with_payload(payload)),
+                    Ok(frame) => frame,
                     Err(e) => encode(&Envelope::error(corr, &e)),
                 };
                 let _ = session.tx.send(frame).await;
@@ -487,9 +492,45 @@ fn target_name(env: &Envelope) -> Result<&str, WireError> {
 }
 
 pub(crate) fn encode(env: &Envelope) -> Bytes {
-    let mut buf = BytesMut::with_capacity(env.encoded_len());
-    env.encode(&mut buf);
-    buf.freeze()
+    let built: Result<Bytes, std::convert::Infallible> = build_frame(|buf| {
+        env.encode(buf);
+        Ok(())
+    });
+    match built {
+        Ok(frame) => frame,
+    }
+}
+
+/// Room a frame buffer must have left before a new one is started.
+const FRAME_ROOM: usize = 4 * 1024;
+/// Size of the per-thread buffers frames are built in.
+const FRAME_ARENA: usize = 64 * 1024;
+
+/// Build a frame with `f` in this thread's frame buffer and split it off
+/// as `Bytes`: frames share 64 KiB allocations instead of each allocating
+/// (and regrowing while the payload is appended).
+pub(crate) fn build_frame<E>(f: impl FnOnce(&mut BytesMut) -> Result<(), E>) -> Result<Bytes, E> {
+    thread_local! {
+        static ARENA: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+    }
+    ARENA.with(|cell| {
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            // Re-entered from inside `f` (a codec that sends): build apart.
+            let mut buf = BytesMut::new();
+            f(&mut buf)?;
+            return Ok(buf.freeze());
+        };
+        if buf.capacity() < FRAME_ROOM {
+            *buf = BytesMut::with_capacity(FRAME_ARENA);
+        }
+        match f(&mut buf) {
+            Ok(()) => Ok(buf.split().freeze()),
+            Err(e) => {
+                buf.clear();
+                Err(e)
+            }
+        }
+    })
 }
 
 pub(crate) fn to_context(t: TraceParent) -> TraceContext {
