@@ -195,15 +195,17 @@ impl Shared {
             // Behind refused bytes, or combined for the flusher.
             return Ok(());
         }
+        if first_of_burst {
+            // Wake the flusher before quinn's driver: on a tokio worker the
+            // task woken last runs next, and that should be the driver.
+            st.flush_pending = true;
+            self.flush.notify_one();
+        }
         let chunk = st.open.split().freeze();
         match st.hand(chunk, &mut Context::from_waker(Waker::noop())) {
             Handed::All => {}
             Handed::Rest(rest) => st.defer(rest),
             Handed::Failed(reason) => return Err(NotNow::Failed(self.fail(st, reason))),
-        }
-        if first_of_burst {
-            st.flush_pending = true;
-            self.flush.notify_one();
         }
         Ok(())
     }
@@ -274,6 +276,11 @@ impl Drop for QuicSender {
 impl FrameSender for QuicSender {
     fn send(&self, frame: Bytes) -> BoxFuture<'_, Result<(), LinkError>> {
         Box::pin(async move {
+            match self.shared.try_write(&frame) {
+                Ok(()) => return Ok(()),
+                Err(NotNow::Failed(e)) => return Err(e),
+                Err(NotNow::Full) => {}
+            }
             loop {
                 let room = self.shared.room.notified();
                 let mut room = pin!(room);
