@@ -15,6 +15,8 @@
 //! becomes the remaining budget on the wire).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -216,6 +218,82 @@ pub fn current_call() -> Option<CallScope> {
         caller: m.caller().cloned(),
         cancel: None,
     })
+}
+
+/// Resolves once `node`'s clock reaches `at`, for a proxy that bounds a
+/// remote call by its deadline. It shares the node's one deadline timer
+/// with local asks instead of arming a timer of its own, and registers
+/// only when first polled.
+///
+/// # Examples
+///
+/// ```
+/// # use plexus_runtime::prelude::*;
+/// # use plexus_runtime::clock::ManualClock;
+/// # use plexus_runtime::remote::deadline;
+/// # use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let clock = ManualClock::new();
+/// let node = Node::builder().clock(clock.clone()).build();
+/// let at = node.now() + Duration::from_secs(5);
+/// let waiting = tokio::spawn({
+///     let node = node.clone();
+///     async move { deadline(&node, at).await }
+/// });
+/// tokio::task::yield_now().await;
+/// clock.advance(Duration::from_secs(5));
+/// waiting.await.unwrap();
+/// # }
+/// ```
+pub fn deadline(node: &crate::Node, at: Instant) -> Deadline<'_> {
+    Deadline {
+        node: &node.inner,
+        at,
+        key: None,
+    }
+}
+
+/// The future of [`deadline`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Deadline<'a> {
+    node: &'a crate::node::NodeInner,
+    at: Instant,
+    key: Option<crate::deadline::Key>,
+}
+
+impl fmt::Debug for Deadline<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deadline").field("at", &self.at).finish()
+    }
+}
+
+impl Future for Deadline<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some(key) = this.key else {
+            // First poll: register without reading the clock; the reaper
+            // wakes this task at once if `at` has already passed.
+            this.key = Some(this.node.deadlines.register(this.at, cx.waker()));
+            return Poll::Pending;
+        };
+        if this.node.clock.now() >= this.at {
+            this.node.deadlines.remove(key);
+            this.key = None;
+            return Poll::Ready(());
+        }
+        this.node.deadlines.refresh(key, cx.waker());
+        Poll::Pending
+    }
+}
+
+impl Drop for Deadline<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.node.deadlines.remove(key);
+        }
+    }
 }
 
 /// Why a link could not carry a frame.

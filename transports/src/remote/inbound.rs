@@ -8,23 +8,24 @@ use std::task::{Context as TaskContext, Poll};
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use plexus_codecs::{
-    AnyMessage, Codec, CodecKind, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply,
-    WireError, WireMessage,
+    AnyMessage, Codec, CodecKind, Envelope, Kind, RemoteDuplex, RemoteMessage, RemoteStream,
+    StreamReply, WireError, WireMessage,
 };
 use plexus_runtime::remote::CallScope;
 use plexus_runtime::stream::{Duplex, ReplyStream};
-use plexus_runtime::{AskError, BoxFuture, Message, Node, Recipient};
+use plexus_runtime::{AskError, BoxFuture, Message, Node, Recipient, TrySendError};
 use serde::Serialize;
 
-use super::session::Session;
+use super::session::{Session, build_frame};
 use super::stream::{Encoded, remote_items};
 
 /// A tell ready to be delivered in order by a channel's forwarder.
 pub(crate) type TellJob = BoxFuture<'static, ()>;
 
-/// What a served ask answers: one encoded reply, or a stream of them.
+/// What a served ask answers: the whole reply frame, or a stream of
+/// encoded items.
 pub(crate) enum Served {
     Unary(Bytes),
     Stream(ReplyStream<Bytes>),
@@ -54,6 +55,16 @@ pub(crate) trait Inbound: Send + Sync + 'static {
         msg: AnyMessage,
         scope: CallScope,
     ) -> Result<TellJob, WireError>;
+
+    /// Tell `target` now if its mailbox has room (`None`); if it is full,
+    /// the job that waits for room (`Some`).
+    fn try_tell(
+        &self,
+        node: &Node,
+        target: &str,
+        msg: AnyMessage,
+        scope: CallScope,
+    ) -> Result<Option<TellJob>, WireError>;
 }
 
 pub(crate) struct Typed<M>(PhantomData<fn() -> M>);
@@ -87,16 +98,21 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
         msg: AnyMessage,
         scope: CallScope,
         session: &Arc<Session>,
-        _corr: u64,
+        corr: u64,
     ) -> Result<ServeFuture, WireError> {
         let to = recipient::<M>(node, target)?;
         let msg = downcast::<M>(msg)?;
         let codec = session.codec();
         Ok(Box::pin(async move {
             let reply = scoped_ask(to, msg, scope).await?;
-            let mut buf = BytesMut::new();
-            codec.encode(&reply, &mut buf)?;
-            Ok(Served::Unary(buf.freeze()))
+            // The reply is encoded straight after its header.
+            let frame = build_frame(|buf| {
+                Envelope::new(Kind::Reply, corr)
+                    .from_callee()
+                    .encode_header(buf);
+                codec.encode(&reply, buf)
+            })?;
+            Ok(Served::Unary(frame))
         }))
     }
 
@@ -108,6 +124,16 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
         scope: CallScope,
     ) -> Result<TellJob, WireError> {
         tell_to::<M>(node, target, msg, scope)
+    }
+
+    fn try_tell(
+        &self,
+        node: &Node,
+        target: &str,
+        msg: AnyMessage,
+        scope: CallScope,
+    ) -> Result<Option<TellJob>, WireError> {
+        try_tell_to::<M>(node, target, msg, scope)
     }
 }
 
@@ -148,6 +174,16 @@ impl<M: RemoteStream> Inbound for TypedStream<M> {
     ) -> Result<TellJob, WireError> {
         tell_to::<M>(node, target, msg, scope)
     }
+
+    fn try_tell(
+        &self,
+        node: &Node,
+        target: &str,
+        msg: AnyMessage,
+        scope: CallScope,
+    ) -> Result<Option<TellJob>, WireError> {
+        try_tell_to::<M>(node, target, msg, scope)
+    }
 }
 
 /// Bidirectional streams: the peer's input arrives as a stream, the
@@ -187,6 +223,16 @@ impl<O: RemoteDuplex> Inbound for TypedDuplex<O> {
             reason: format!("{} opens a bidirectional stream: ask it", O::NAME),
         })
     }
+
+    fn try_tell(
+        &self,
+        node: &Node,
+        target: &str,
+        msg: AnyMessage,
+        scope: CallScope,
+    ) -> Result<Option<TellJob>, WireError> {
+        self.tell(node, target, msg, scope).map(Some)
+    }
 }
 
 /// The job that tells the decoded `msg` to `target`.
@@ -198,14 +244,38 @@ fn tell_to<M: WireMessage + Message>(
 ) -> Result<TellJob, WireError> {
     let to = recipient::<M>(node, target)?;
     let msg = downcast::<M>(msg)?;
-    Ok(Box::pin(Scoped {
+    Ok(tell_job(to, msg, scope))
+}
+
+fn tell_job<M: Message>(to: Recipient<M>, msg: M, scope: CallScope) -> TellJob {
+    Box::pin(Scoped {
         scope,
         fut: Box::pin(async move {
             if let Err(e) = to.tell(msg).await {
                 tracing::debug!(error = %e, "remote tell not delivered");
             }
         }),
-    }))
+    })
+}
+
+/// Tells the decoded `msg` to `target` now if its mailbox has room
+/// (`None`); if it is full, the job that waits for room.
+fn try_tell_to<M: WireMessage + Message>(
+    node: &Node,
+    target: &str,
+    msg: AnyMessage,
+    scope: CallScope,
+) -> Result<Option<TellJob>, WireError> {
+    let to = recipient::<M>(node, target)?;
+    let msg = downcast::<M>(msg)?;
+    match scope.enter(|| to.try_tell(msg)) {
+        Ok(()) => Ok(None),
+        Err(TrySendError::Full { msg, .. }) => Ok(Some(tell_job(to, msg, scope))),
+        Err(e) => {
+            tracing::debug!(error = %e, "remote tell not delivered");
+            Ok(None)
+        }
+    }
 }
 
 /// Asks `to` with `scope` as the current request (deadline, trace, caller,

@@ -1,7 +1,7 @@
 //! [`RemoteSink`]: the [`MessageSink`] behind a remote [`Recipient`](plexus_runtime::Recipient).
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plexus_codecs::{
@@ -16,13 +16,16 @@ use tokio::sync::{TryAcquireError, oneshot};
 
 use super::RemoteInner;
 use super::inbound::from_wire;
-use super::session::{Session, TELL_WINDOW, hex, lock, to_traceparent};
+use super::session::{Session, TELL_WINDOW, TellChannel, hex, lock, to_traceparent};
 use super::stream::{self, Encoded, remote_items};
 
 pub(crate) struct RemoteSink<M> {
     remote: Arc<RemoteInner>,
     peer: Arc<str>,
     target: WireStr,
+    /// The live session to `peer` and its tell channel to `target`, kept
+    /// while the session lives (saves two table lookups per tell).
+    route: Mutex<Option<(Arc<Session>, Arc<TellChannel>)>>,
     _message: PhantomData<fn(M)>,
 }
 
@@ -32,12 +35,27 @@ impl<M> RemoteSink<M> {
             remote,
             peer,
             target,
+            route: Mutex::new(None),
             _message: PhantomData,
         }
     }
 
     fn describe_wire(&self) -> String {
         format!("{}@{}", self.target, self.peer)
+    }
+
+    /// The live session to the peer and the tell channel to the target.
+    fn route(&self) -> Option<(Arc<Session>, Arc<TellChannel>)> {
+        let mut route = lock(&self.route);
+        if let Some((s, ch)) = route.as_ref()
+            && s.is_alive()
+        {
+            return Some((Arc::clone(s), Arc::clone(ch)));
+        }
+        let s = self.remote.session(&self.peer)?;
+        let ch = s.channel(&self.target);
+        *route = Some((Arc::clone(&s), Arc::clone(&ch)));
+        Some((s, ch))
     }
 
     fn unavailable(&self) -> AskError {
@@ -128,7 +146,7 @@ impl<M> RemoteSink<M> {
             return Err(self.unavailable());
         }
         sent(&s, corr);
-        let sleep = node.clock().sleep_until(deadline);
+        let sleep = plexus_runtime::remote::deadline(node, deadline);
         let answer = tokio::select! {
             biased;
             r = rx => r,
@@ -221,14 +239,13 @@ impl Drop for CancelOnDrop<'_> {
 impl<M: WireMessage + Message> RemoteSink<M> {
     fn try_tell_wire(&self, msg: M) -> Result<(), TrySendError<M>> {
         let id = ActorId::REMOTE;
-        let Some(s) = self.remote.session(&self.peer) else {
+        let Some((s, ch)) = self.route() else {
             return Err(TrySendError::Closed { msg, id });
         };
         if let Err(e) = s.agreed.check_call(M::NAME, M::VERSION) {
             let error = from_wire(e, &self.peer);
             return Err(TrySendError::Rejected { msg, error });
         }
-        let ch = s.channel(&self.target);
         if let Some(error) = ch.take_refusal() {
             return Err(TrySendError::Rejected { msg, error });
         }
@@ -269,14 +286,13 @@ impl<M: WireMessage + Message> RemoteSink<M> {
         let trace = current_call().and_then(|c| c.trace);
         Box::pin(async move {
             let id = ActorId::REMOTE;
-            let Some(s) = self.remote.session(&self.peer) else {
+            let Some((s, ch)) = self.route() else {
                 return Err(SendError::Closed { msg, id });
             };
             if let Err(e) = s.agreed.check_call(M::NAME, M::VERSION) {
                 let error = from_wire(e, &self.peer);
                 return Err(SendError::Rejected { msg, error });
             }
-            let ch = s.channel(&self.target);
             if let Some(error) = ch.take_refusal() {
                 return Err(SendError::Rejected { msg, error });
             }

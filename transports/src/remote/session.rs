@@ -3,18 +3,22 @@
 //! requests and tell forwarders.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use plexus_codecs::{
     Agreed, Codec, CodecKind, Envelope, Kind, Target, TraceParent, WireError, WireMessage, WireStr,
 };
-use plexus_runtime::AskError;
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
 use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender};
 use plexus_runtime::trace::TraceContext;
+use plexus_runtime::{AskError, BoxFuture};
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::RemoteInner;
@@ -48,7 +52,32 @@ impl TellChannel {
 
 struct InboundCall {
     cancel: CancelToken,
-    abort: Option<tokio::task::AbortHandle>,
+    abort: AbortHandle,
+}
+
+/// An inbound ask being served by the reader task; it sends its own answer
+/// (for a stream: every item, under credit).
+type Serving = Abortable<BoxFuture<'static, ()>>;
+
+/// The receiving side of one tell channel, kept by the reader.
+#[derive(Default)]
+struct InChannel {
+    /// Delivers, in order, the tells that found the mailbox full and every
+    /// later one until it has caught up.
+    forwarder: Option<flume::Sender<TellJob>>,
+    /// Tells handed to the forwarder and not yet in the mailbox: while
+    /// any are, later tells must go through the forwarder too.
+    queued: Arc<AtomicUsize>,
+    /// Credit for tells the reader put in the mailbox itself, not yet granted.
+    owed: u64,
+}
+
+/// What the reader keeps between frames.
+#[derive(Default)]
+struct ReaderState {
+    channels: HashMap<u64, InChannel>,
+    /// Channels that may have credit owed, granted when the reader idles.
+    owing: Vec<u64>,
 }
 
 pub(crate) struct Session {
@@ -62,7 +91,6 @@ pub(crate) struct Session {
     channels_by_id: Mutex<HashMap<u64, Arc<TellChannel>>>,
     next_channel: AtomicU64,
     inbound: Mutex<HashMap<u64, InboundCall>>,
-    forwarders: Mutex<HashMap<u64, flume::Sender<TellJob>>>,
     /// Streams being received, by (call, whether the items come from its
     /// callee): our calls' reply streams and our served calls' inputs.
     feeds: Mutex<HashMap<(u64, bool), Feed>>,
@@ -92,7 +120,6 @@ impl Session {
             channels_by_id: Mutex::new(HashMap::new()),
             next_channel: AtomicU64::new(1),
             inbound: Mutex::new(HashMap::new()),
-            forwarders: Mutex::new(HashMap::new()),
             feeds: Mutex::new(HashMap::new()),
             credits: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
@@ -154,10 +181,11 @@ impl Session {
         let mut env = Envelope::for_message::<M>(kind, correlation, Target::Name(target.clone()));
         env.deadline = budget;
         env.traceparent = trace;
-        let mut buf = BytesMut::with_capacity(env.header_len() + 64);
-        env.encode_header(&mut buf);
-        self.codec().encode(msg, &mut buf)?;
-        Ok(buf.freeze())
+        build_frame(|buf| {
+            env.encode_header(buf);
+            self.codec().encode(msg, buf)?;
+            Ok(())
+        })
     }
 
     /// Send a cancel for our call `correlation` without waiting.
@@ -255,6 +283,12 @@ impl Session {
 
     /// The reader loop: runs until the link closes, then fails what is
     /// pending with `PeerUnavailable`.
+    ///
+    /// Inbound asks are served inside this task (no task per request): the
+    /// ask is put in the local mailbox while the frame is handled, and the
+    /// answer is sent when the loop next polls it. Credit for tells the
+    /// reader delivered itself is granted when the link has nothing more
+    /// to read (or half a window is owed).
     pub(crate) async fn run(
         self: Arc<Self>,
         mut rx: Box<dyn FrameReceiver>,
@@ -262,8 +296,22 @@ impl Session {
     ) {
         let span = tracing::debug_span!("rpc.session", peer = %self.peer);
         let _ = span;
+        let mut serving: FuturesUnordered<Serving> = FuturesUnordered::new();
+        let mut state = ReaderState::default();
         loop {
-            let frame = match rx.recv().await {
+            let next = {
+                let mut recv = rx.recv();
+                poll_fn(|cx| {
+                    while let Poll::Ready(Some(_)) = serving.poll_next_unpin(cx) {}
+                    let r = recv.as_mut().poll(cx);
+                    if r.is_pending() {
+                        self.grant_owed(&mut state);
+                    }
+                    r
+                })
+                .await
+            };
+            let frame = match next {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::info!(peer = %self.peer, error = %e, "link closed");
@@ -280,7 +328,9 @@ impl Session {
             let Some(remote) = remote.upgrade() else {
                 break;
             };
-            self.on_envelope(env, &remote);
+            if let Some(s) = self.on_envelope(env, &remote, &mut state) {
+                serving.push(s);
+            }
         }
         self.shutdown();
         if let Some(remote) = remote.upgrade() {
@@ -288,7 +338,12 @@ impl Session {
         }
     }
 
-    fn on_envelope(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
+    fn on_envelope(
+        self: &Arc<Self>,
+        env: Envelope,
+        remote: &Arc<RemoteInner>,
+        state: &mut ReaderState,
+    ) -> Option<Serving> {
         tracing::trace!(peer = %self.peer, kind = ?env.kind, correlation = env.correlation, "frame");
         let corr = env.correlation;
         match env.kind {
@@ -330,7 +385,7 @@ impl Session {
             Kind::Credit => {
                 let Some(n) = env.credits() else {
                     tracing::debug!(peer = %self.peer, "malformed credit ignored");
-                    return;
+                    return None;
                 };
                 let n = usize::try_from(n).unwrap_or(usize::MAX);
                 if corr >> 63 == 1 {
@@ -344,8 +399,8 @@ impl Session {
                     c.add_permits(n.min(room));
                 }
             }
-            Kind::Tell => self.on_tell(env, remote),
-            Kind::Ask => self.on_ask(env, remote),
+            Kind::Tell => self.on_tell(env, remote, state),
+            Kind::Ask => return self.on_ask(env, remote),
             Kind::Cancel if env.from_callee => {
                 // The callee of our call stopped reading its input.
                 self.stop_upload(corr);
@@ -354,9 +409,7 @@ impl Session {
                 if let Some(call) = lock(&self.inbound).remove(&corr) {
                     tracing::debug!(peer = %self.peer, correlation = corr, "cancelled by caller");
                     call.cancel.cancel();
-                    if let Some(a) = call.abort {
-                        a.abort();
-                    }
+                    call.abort.abort();
                 }
                 self.end_feed(
                     corr,
@@ -371,6 +424,7 @@ impl Session {
                 tracing::debug!(peer = %self.peer, kind = ?env.kind, "unexpected frame kind ignored")
             }
         }
+        None
     }
 
     fn scope(&self, env: &Envelope, remote: &RemoteInner) -> CallScope {
@@ -387,50 +441,92 @@ impl Session {
         scope
     }
 
-    fn on_tell(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
+    /// A tell goes straight into the mailbox when it has room and nothing
+    /// of its channel waits in the forwarder; otherwise it queues behind
+    /// them in the channel's forwarder, keeping the channel's order. A tell
+    /// the node cannot take is reported back to the sender (its next tell
+    /// to that target returns the refusal).
+    fn on_tell(&self, env: Envelope, remote: &Arc<RemoteInner>, state: &mut ReaderState) {
         let channel = env.correlation;
-        let job: TellJob = match self.dispatch_tell(&env, remote) {
+        let ch = state.channels.entry(channel).or_default();
+        let direct = ch.queued.load(Ordering::Acquire) == 0;
+        let job = match self.dispatch_tell(&env, remote, direct) {
             Ok(job) => job,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
-                // Tell the sender (its next tell reports it); still a job,
-                // so the sender's credit comes back.
                 self.send_error(channel, &e);
-                Box::pin(async {})
+                None
             }
         };
-        let tx = {
-            let mut forwarders = lock(&self.forwarders);
-            forwarders
-                .entry(channel)
-                .or_insert_with(|| self.spawn_forwarder(channel))
-                .clone()
+        let Some(job) = job else {
+            // Delivered (or refused): the sender's credit comes back.
+            ch.owed += 1;
+            if ch.owed == 1 {
+                state.owing.push(channel);
+            }
+            if ch.owed * 2 >= TELL_WINDOW as u64 {
+                let n = std::mem::take(&mut ch.owed);
+                self.send_soon(encode(&Envelope::credit(channel, n).from_callee()));
+            }
+            return;
         };
+        let tx = ch
+            .forwarder
+            .get_or_insert_with(|| self.spawn_forwarder(channel, Arc::clone(&ch.queued)));
+        ch.queued.fetch_add(1, Ordering::AcqRel);
         if tx.try_send(job).is_err() {
+            ch.queued.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(peer = %self.peer, channel, "peer exceeded its tell credit; tell dropped");
         }
     }
 
-    fn dispatch_tell(&self, env: &Envelope, remote: &RemoteInner) -> Result<TellJob, WireError> {
+    /// Grant the credit owed for tells the reader delivered itself.
+    fn grant_owed(&self, state: &mut ReaderState) {
+        for channel in state.owing.drain(..) {
+            if let Some(ch) = state.channels.get_mut(&channel)
+                && ch.owed > 0
+            {
+                let n = std::mem::take(&mut ch.owed);
+                self.send_soon(encode(&Envelope::credit(channel, n).from_callee()));
+            }
+        }
+    }
+
+    /// With `direct`, try the mailbox now (`None`: delivered); otherwise,
+    /// or if the mailbox is full, the job that delivers the tell.
+    fn dispatch_tell(
+        &self,
+        env: &Envelope,
+        remote: &RemoteInner,
+        direct: bool,
+    ) -> Result<Option<TellJob>, WireError> {
         let target = target_name(env)?;
         let decoded = remote
             .registry
             .decode_envelope(self.agreed.decode_with, env)?;
         let scope = self.scope(env, remote);
-        decoded
-            .handler
-            .tell(&remote.node, target, decoded.value, scope)
+        if direct {
+            decoded
+                .handler
+                .try_tell(&remote.node, target, decoded.value, scope)
+        } else {
+            decoded
+                .handler
+                .tell(&remote.node, target, decoded.value, scope)
+                .map(Some)
+        }
     }
 
     /// The task that delivers one channel's tells in order, waiting for
     /// mailbox room, and grants credit back as the mailbox accepts them.
-    fn spawn_forwarder(&self, channel: u64) -> flume::Sender<TellJob> {
+    fn spawn_forwarder(&self, channel: u64, queued: Arc<AtomicUsize>) -> flume::Sender<TellJob> {
         let (tx, rx) = flume::bounded::<TellJob>(TELL_WINDOW);
         let link = Arc::clone(&self.tx);
         tokio::spawn(async move {
             let mut window = RecvWindow::new(TELL_WINDOW as u64);
             while let Ok(job) = rx.recv_async().await {
                 job.await;
+                queued.fetch_sub(1, Ordering::AcqRel);
                 if let Some(n) = window.accepted(rx.is_empty())
                     && link
                         .send(encode(&Envelope::credit(channel, n).from_callee()))
@@ -444,12 +540,12 @@ impl Session {
         tx
     }
 
-    fn on_ask(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) {
+    fn on_ask(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) -> Option<Serving> {
         let corr = env.correlation;
         match env.deadline {
             Some(b) if b.is_zero() => {
                 self.send_error(corr, &WireError::DeadlineExceeded);
-                return;
+                return None;
             }
             _ => {}
         }
@@ -471,25 +567,20 @@ impl Session {
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote ask refused");
                 self.send_error(corr, &e);
-                return;
+                return None;
             }
         };
-        let trace_id = env.traceparent.map(|t| hex(&t.trace_id()));
+        // Fields are evaluated only when the span is enabled.
         let span = tracing::debug_span!(
             "rpc.serve",
             peer = %self.peer,
             correlation = corr,
-            trace_id = trace_id.as_deref().unwrap_or(""),
+            trace_id = env.traceparent.map(|t| hex(&t.trace_id())).unwrap_or_default(),
         );
-        lock(&self.inbound).insert(
-            corr,
-            InboundCall {
-                cancel,
-                abort: None,
-            },
-        );
+        let (abort, registration) = AbortHandle::new_pair();
+        lock(&self.inbound).insert(corr, InboundCall { cancel, abort });
         let session = Arc::clone(self);
-        let task = tokio::spawn(tracing::Instrument::instrument(
+        let serve: BoxFuture<'static, ()> = Box::pin(tracing::Instrument::instrument(
             async move {
                 let result = fut.await;
                 if let Ok(Served::Stream(items)) = result {
@@ -508,11 +599,7 @@ impl Session {
                     return; // cancelled meanwhile
                 }
                 let frame = match result {
-                    Ok(Served::Unary(payload)) => encode(
-                        &Envelope::new(Kind::Reply, corr)
-                            .from_callee()
-                            .with_payload(payload),
-                    ),
+                    Ok(Served::Unary(frame)) => frame,
                     Ok(Served::Stream(_)) => return,
                     Err(e) => encode(&Envelope::error(corr, &e)),
                 };
@@ -520,9 +607,7 @@ impl Session {
             },
             span,
         ));
-        if let Some(call) = lock(&self.inbound).get_mut(&corr) {
-            call.abort = Some(task.abort_handle());
-        }
+        Some(Abortable::new(serve, registration))
     }
 
     fn send_error(&self, corr: u64, e: &WireError) {
@@ -547,11 +632,8 @@ impl Session {
         }
         for (_, call) in lock(&self.inbound).drain() {
             call.cancel.cancel();
-            if let Some(a) = call.abort {
-                a.abort();
-            }
+            call.abort.abort();
         }
-        lock(&self.forwarders).clear();
         let gone = AskError::PeerUnavailable {
             peer: Arc::clone(&self.peer),
         };
@@ -581,9 +663,45 @@ fn target_name(env: &Envelope) -> Result<&str, WireError> {
 }
 
 pub(crate) fn encode(env: &Envelope) -> Bytes {
-    let mut buf = BytesMut::with_capacity(env.encoded_len());
-    env.encode(&mut buf);
-    buf.freeze()
+    let built: Result<Bytes, std::convert::Infallible> = build_frame(|buf| {
+        env.encode(buf);
+        Ok(())
+    });
+    match built {
+        Ok(frame) => frame,
+    }
+}
+
+/// Room a frame buffer must have left before a new one is started.
+const FRAME_ROOM: usize = 4 * 1024;
+/// Size of the per-thread buffers frames are built in.
+const FRAME_ARENA: usize = 64 * 1024;
+
+/// Build a frame with `f` in this thread's frame buffer and split it off
+/// as `Bytes`: frames share 64 KiB allocations instead of each allocating
+/// (and regrowing while the payload is appended).
+pub(crate) fn build_frame<E>(f: impl FnOnce(&mut BytesMut) -> Result<(), E>) -> Result<Bytes, E> {
+    thread_local! {
+        static ARENA: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+    }
+    ARENA.with(|cell| {
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            // Re-entered from inside `f` (a codec that sends): build apart.
+            let mut buf = BytesMut::new();
+            f(&mut buf)?;
+            return Ok(buf.freeze());
+        };
+        if buf.capacity() < FRAME_ROOM {
+            *buf = BytesMut::with_capacity(FRAME_ARENA);
+        }
+        match f(&mut buf) {
+            Ok(()) => Ok(buf.split().freeze()),
+            Err(e) => {
+                buf.clear();
+                Err(e)
+            }
+        }
+    })
 }
 
 pub(crate) fn to_context(t: TraceParent) -> TraceContext {
