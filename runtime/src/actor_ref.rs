@@ -15,6 +15,7 @@ use crate::actor::{Actor, ActorId, Handler, Message, Terminated};
 use crate::cell::{Control, Core, Shared};
 use crate::envelope::{Ask, BoxEnvelope, Tell};
 use crate::error::{AskError, ExposeError, SendError, TrySendError};
+use crate::inbox::{Push, Refused};
 use crate::metrics::ActorMetricsSnapshot;
 use crate::recipient::Recipient;
 use crate::trace::{self, Meta, TraceContext};
@@ -66,15 +67,6 @@ fn short_type(name: &'static str) -> &'static str {
     base.rsplit("::").next().unwrap_or(base)
 }
 
-/// Keeps the mailbox from being declared drained while a send is under way.
-pub(crate) struct InFlight<'a>(pub(crate) &'a Core);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.leave();
-    }
-}
-
 impl<A: Actor> ActorRef<A> {
     pub(crate) fn core(&self) -> &Core {
         &self.shared.core
@@ -97,7 +89,7 @@ impl<A: Actor> ActorRef<A> {
 
     /// Messages waiting in the mailbox now.
     pub fn mailbox_len(&self) -> usize {
-        self.shared.tx.len()
+        self.shared.inbox.len()
     }
 
     fn tell_meta(&self) -> Meta {
@@ -143,18 +135,14 @@ impl<A: Actor> ActorRef<A> {
         M: Message,
     {
         let core = &self.shared.core;
-        if !core.enter() {
-            return Err(SendError::Closed { msg, id: core.id });
-        }
-        let _inside = InFlight(core);
         let env: BoxEnvelope<A> = Tell::boxed(msg, self.tell_meta());
-        let env = match self.shared.tx.try_send(env) {
+        let env = match self.shared.inbox.try_push(env) {
             Ok(()) => return Ok(()),
-            Err(flume::TrySendError::Full(env)) => match self.shared.tx.send_async(env).await {
+            Err(Refused::Full(env)) => match self.shared.inbox.push(env).await {
                 Ok(()) => return Ok(()),
-                Err(flume::SendError(env)) => env,
+                Err(env) => env,
             },
-            Err(flume::TrySendError::Disconnected(env)) => env,
+            Err(Refused::Closed(env)) => env,
         };
         Err(SendError::Closed {
             msg: recover_tell(env),
@@ -174,19 +162,15 @@ impl<A: Actor> ActorRef<A> {
         M: Message,
     {
         let core = &self.shared.core;
-        if !core.enter() {
-            return Err(TrySendError::Closed { msg, id: core.id });
-        }
-        let _inside = InFlight(core);
         let env: BoxEnvelope<A> = Tell::boxed(msg, self.tell_meta());
-        match self.shared.tx.try_send(env) {
+        match self.shared.inbox.try_push(env) {
             Ok(()) => Ok(()),
-            Err(flume::TrySendError::Full(env)) => Err(TrySendError::Full {
+            Err(Refused::Full(env)) => Err(TrySendError::Full {
                 msg: recover_tell(env),
                 id: core.id,
                 capacity: core.capacity.unwrap_or(usize::MAX),
             }),
-            Err(flume::TrySendError::Disconnected(env)) => Err(TrySendError::Closed {
+            Err(Refused::Closed(env)) => Err(TrySendError::Closed {
                 msg: recover_tell(env),
                 id: core.id,
             }),
@@ -280,7 +264,7 @@ impl<A: Actor> ActorRef<A> {
     /// children stop, then `stopping` and `stopped` run. Returns at once;
     /// await [`terminated`](Self::terminated) to wait for the end.
     pub fn stop(&self) {
-        self.shared.core.close();
+        self.shared.close();
         self.shared.push_sys(crate::cell::Sys::Ctl(Control::Stop(
             crate::StopReason::Normal,
         )));
@@ -291,7 +275,7 @@ impl<A: Actor> ActorRef<A> {
     /// and counted in the `dropped` metric. A handler already running
     /// finishes first.
     pub fn kill(&self) {
-        self.shared.core.close();
+        self.shared.close();
         self.shared.push_sys(crate::cell::Sys::Ctl(Control::Kill(
             crate::StopReason::Killed,
         )));
@@ -322,7 +306,7 @@ impl<A: Actor> ActorRef<A> {
             core.id,
             core.name.clone(),
             core.type_name,
-            self.shared.tx.len(),
+            self.shared.inbox.len(),
             core.capacity,
             &core.metrics,
         )
@@ -401,7 +385,6 @@ where
         let budget = deadline.saturating_duration_since(now);
         let mut fut = AskFuture {
             state: AskState::Done,
-            inside: None,
             id: core.id,
             deadline,
             budget,
@@ -410,10 +393,6 @@ where
         };
         if budget.is_zero() {
             fut.state = AskState::Ready(Some(Err(AskError::Timeout { after: budget })));
-            return fut;
-        }
-        if !core.enter() {
-            fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
             return fut;
         }
         let mut meta = match &cur {
@@ -428,17 +407,10 @@ where
         }
         let (tx, rx) = oneshot::channel();
         let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
-        match shared.tx.try_send(env) {
-            Ok(()) => {
-                core.leave();
-                fut.state = AskState::Waiting(rx);
-            }
-            Err(flume::TrySendError::Full(env)) => {
-                fut.inside = Some(InFlight(core));
-                fut.state = AskState::Sending(shared.tx.send_async(env), rx);
-            }
-            Err(flume::TrySendError::Disconnected(_)) => {
-                core.leave();
+        match shared.inbox.try_push(env) {
+            Ok(()) => fut.state = AskState::Waiting(rx),
+            Err(Refused::Full(env)) => fut.state = AskState::Sending(shared.inbox.push(env), rx),
+            Err(Refused::Closed(_)) => {
                 fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
             }
         }
@@ -448,7 +420,7 @@ where
 
 enum AskState<'a, A: Actor, R> {
     Sending(
-        flume::r#async::SendFut<'a, BoxEnvelope<A>>,
+        Push<'a, BoxEnvelope<A>>,
         oneshot::Receiver<Result<R, AskError>>,
     ),
     Waiting(oneshot::Receiver<Result<R, AskError>>),
@@ -460,7 +432,6 @@ enum AskState<'a, A: Actor, R> {
 #[must_use = "futures do nothing unless polled"]
 pub struct AskFuture<'a, A: Actor, R> {
     state: AskState<'a, A, R>,
-    inside: Option<InFlight<'a>>,
     id: ActorId,
     deadline: Instant,
     budget: Duration,
@@ -535,7 +506,6 @@ impl<A: Actor, R> AskFuture<'_, A, R> {
             match &mut this.state {
                 AskState::Sending(send, _) => match Pin::new(send).poll(cx) {
                     Poll::Ready(result) => {
-                        this.inside = None;
                         let AskState::Sending(_, rx) =
                             std::mem::replace(&mut this.state, AskState::Done)
                         else {
@@ -549,7 +519,6 @@ impl<A: Actor, R> AskFuture<'_, A, R> {
                     Poll::Pending => {
                         ready!(this.poll_deadline(cx));
                         this.state = AskState::Done;
-                        this.inside = None;
                         return Poll::Ready(Err(AskError::Timeout { after: this.budget }));
                     }
                 },

@@ -1,12 +1,13 @@
 //! The shared half of an actor: what every `ActorRef` points at.
 //!
-//! `Shared<A>` holds the user mailbox's sending side, the priority lane for
-//! system messages, and the untyped `Core` (identity, open/closed state,
-//! metrics, death watch). The actor's task owns the receiving side.
+//! `Shared<A>` holds the user mailbox (an [`Inbox`], whose lock also guards
+//! its open/closed state), the priority lane for system messages, and the
+//! untyped `Core` (identity, metrics, death watch). The actor's task owns
+//! the receiving side's batch.
 
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 
@@ -14,12 +15,10 @@ use tokio::task::AbortHandle;
 
 use crate::actor::{Actor, ActorId, StopReason, Terminated};
 use crate::envelope::BoxEnvelope;
+use crate::inbox::Inbox;
 use crate::metrics::ActorMetrics;
 use crate::node::NodeInner;
 use crate::supervision::Supervisor;
-
-/// The top bit of `Core::state`: the mailbox accepts no more messages.
-pub(crate) const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// Lock a mutex whose data stays consistent even if a holder panicked
 /// (every critical section here is a few plain field updates).
@@ -67,8 +66,6 @@ pub(crate) struct Core {
     pub(crate) name: Option<Arc<str>>,
     pub(crate) type_name: &'static str,
     pub(crate) capacity: Option<usize>,
-    /// `CLOSED` bit plus the number of senders currently inside a send.
-    pub(crate) state: AtomicUsize,
     pub(crate) sys_pending: AtomicBool,
     pub(crate) node: Arc<NodeInner>,
     /// Who supervises this actor.
@@ -94,7 +91,6 @@ impl Core {
             name,
             type_name,
             capacity,
-            state: AtomicUsize::new(0),
             sys_pending: AtomicBool::new(false),
             node: Arc::clone(node),
             parent: Arc::clone(parent),
@@ -103,32 +99,6 @@ impl Core {
             death: Mutex::default(),
             task: OnceLock::new(),
         }
-    }
-
-    /// Register as a sender; `false` if the mailbox is closed.
-    #[inline]
-    pub(crate) fn enter(&self) -> bool {
-        let prev = self.state.fetch_add(1, Ordering::SeqCst);
-        if prev & CLOSED != 0 {
-            self.state.fetch_sub(1, Ordering::Release);
-            return false;
-        }
-        true
-    }
-
-    #[inline]
-    pub(crate) fn leave(&self) {
-        self.state.fetch_sub(1, Ordering::Release);
-    }
-
-    /// Close the mailbox to new senders. Returns whether it was open.
-    pub(crate) fn close(&self) -> bool {
-        self.state.fetch_or(CLOSED, Ordering::SeqCst) & CLOSED == 0
-    }
-
-    /// Senders currently between `enter` and `leave`.
-    pub(crate) fn senders_inside(&self) -> usize {
-        self.state.load(Ordering::Acquire) & !CLOSED
     }
 
     pub(crate) fn is_terminated(&self) -> bool {
@@ -177,21 +147,28 @@ impl Core {
 /// An actor's shared state, typed by its actor.
 pub(crate) struct Shared<A: Actor> {
     pub(crate) core: Core,
-    pub(crate) tx: flume::Sender<BoxEnvelope<A>>,
+    pub(crate) inbox: Inbox<BoxEnvelope<A>>,
     pub(crate) sys: Mutex<SysLane<A>>,
 }
 
 impl<A: Actor> Shared<A> {
-    pub(crate) fn new(core: Core, tx: flume::Sender<BoxEnvelope<A>>) -> Arc<Self> {
+    pub(crate) fn new(core: Core) -> Arc<Self> {
+        let inbox = Inbox::new(core.capacity);
         Arc::new(Self {
             core,
-            tx,
+            inbox,
             sys: Mutex::new(SysLane {
                 queue: VecDeque::new(),
                 waker: None,
                 closed: false,
             }),
         })
+    }
+
+    /// Close the mailbox to new senders (they get `Closed` and their
+    /// message back). Returns whether it was open.
+    pub(crate) fn close(&self) -> bool {
+        self.inbox.close()
     }
 
     /// Put an item on the priority lane and wake the actor. `false` if the
@@ -216,6 +193,8 @@ impl<A: Actor> Shared<A> {
 /// What other parts of the runtime may do with an actor of unknown type.
 pub(crate) trait AnyCell: Send + Sync + 'static {
     fn core(&self) -> &Core;
+    /// Close the mailbox to new senders.
+    fn close(&self) -> bool;
     fn control(&self, c: Control) -> bool;
     fn mailbox_len(&self) -> usize;
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
@@ -226,12 +205,16 @@ impl<A: Actor> AnyCell for Shared<A> {
         &self.core
     }
 
+    fn close(&self) -> bool {
+        Self::close(self)
+    }
+
     fn control(&self, c: Control) -> bool {
         self.push_sys(Sys::Ctl(c))
     }
 
     fn mailbox_len(&self) -> usize {
-        self.tx.len()
+        self.inbox.len()
     }
 
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

@@ -73,6 +73,7 @@ mod context;
 mod deadline;
 mod envelope;
 pub mod error;
+mod inbox;
 pub mod metrics;
 mod node;
 pub mod protocols;

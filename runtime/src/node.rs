@@ -445,7 +445,7 @@ impl Node {
         drop(tx);
         // Newest first: children are spawned after their parents.
         for cell in all.iter().rev() {
-            cell.core().close();
+            cell.close();
             cell.control(Control::Stop(StopReason::Shutdown));
         }
         let mut report = ShutdownReport::default();
