@@ -168,7 +168,7 @@ impl<A: Actor> ActorRef<A> {
             Err(Refused::Full(env)) => Err(TrySendError::Full {
                 msg: recover_tell(env),
                 id: core.id,
-                capacity: core.capacity.unwrap_or(usize::MAX),
+                capacity: self.shared.inbox.capacity().unwrap_or(usize::MAX),
             }),
             Err(Refused::Closed(env)) => Err(TrySendError::Closed {
                 msg: recover_tell(env),
@@ -284,19 +284,10 @@ impl<A: Actor> ActorRef<A> {
     /// Completes with the death notice once the actor has stopped (at once if
     /// it already has).
     pub fn terminated(&self) -> impl Future<Output = Terminated> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
-        self.shared.core.on_death(Box::new(move |t: &Terminated| {
-            let _ = tx.send(t.clone());
-        }));
-        let id = self.id();
-        let name = self.shared.core.name.clone();
-        async move {
-            rx.await.unwrap_or(Terminated {
-                id,
-                name,
-                reason: crate::StopReason::Killed,
-            })
-        }
+        // Every way an actor ends (including its task being dropped) runs
+        // `Core::die`, which wakes this.
+        let shared = Arc::clone(&self.shared);
+        std::future::poll_fn(move |cx| shared.core.poll_death(cx))
     }
 
     /// This actor's metrics now.
@@ -307,7 +298,7 @@ impl<A: Actor> ActorRef<A> {
             core.name.clone(),
             core.type_name,
             self.shared.inbox.len(),
-            core.capacity,
+            self.shared.inbox.capacity(),
             &core.metrics,
         )
     }

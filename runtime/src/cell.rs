@@ -9,7 +9,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
 use tokio::task::AbortHandle;
 
@@ -54,10 +54,17 @@ pub(crate) struct SysLane<A: Actor> {
 
 type Watcher = Box<dyn FnOnce(&Terminated) + Send>;
 
+/// Someone waiting for an actor's death notice.
+enum Waiter {
+    Call(Watcher),
+    /// A `terminated()` future: it reads the notice itself once woken.
+    Wake(Waker),
+}
+
 #[derive(Default)]
 pub(crate) struct Death {
     pub(crate) reason: Option<StopReason>,
-    pub(crate) watchers: Vec<Watcher>,
+    waiters: Vec<Waiter>,
 }
 
 /// The untyped part of an actor's shared state.
@@ -65,7 +72,6 @@ pub(crate) struct Core {
     pub(crate) id: ActorId,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) type_name: &'static str,
-    pub(crate) capacity: Option<usize>,
     pub(crate) sys_pending: AtomicBool,
     pub(crate) node: Arc<NodeInner>,
     /// Who supervises this actor.
@@ -82,7 +88,6 @@ impl Core {
         id: ActorId,
         name: Option<Arc<str>>,
         type_name: &'static str,
-        capacity: Option<usize>,
         node: &Arc<NodeInner>,
         parent: &Arc<Supervisor>,
     ) -> Self {
@@ -90,7 +95,6 @@ impl Core {
             id,
             name,
             type_name,
-            capacity,
             sys_pending: AtomicBool::new(false),
             node: Arc::clone(node),
             parent: Arc::clone(parent),
@@ -119,7 +123,30 @@ impl Core {
                 drop(death);
                 f(&notice);
             }
-            None => death.watchers.push(f),
+            None => death.waiters.push(Waiter::Call(f)),
+        }
+    }
+
+    /// The death notice if the actor has stopped; otherwise `cx`'s task is
+    /// woken when it does. No allocation beyond the waiter list's slot.
+    pub(crate) fn poll_death(&self, cx: &mut std::task::Context<'_>) -> Poll<Terminated> {
+        let mut death = lock(&self.death);
+        match &death.reason {
+            Some(reason) => Poll::Ready(Terminated {
+                id: self.id,
+                name: self.name.clone(),
+                reason: reason.clone(),
+            }),
+            None => {
+                let known = death
+                    .waiters
+                    .iter()
+                    .any(|w| matches!(w, Waiter::Wake(w) if w.will_wake(cx.waker())));
+                if !known {
+                    death.waiters.push(Waiter::Wake(cx.waker().clone()));
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -131,7 +158,7 @@ impl Core {
                 return;
             }
             death.reason = Some(reason.clone());
-            std::mem::take(&mut death.watchers)
+            std::mem::take(&mut death.waiters)
         };
         let notice = Terminated {
             id: self.id,
@@ -139,7 +166,10 @@ impl Core {
             reason,
         };
         for w in watchers {
-            w(&notice);
+            match w {
+                Waiter::Call(f) => f(&notice),
+                Waiter::Wake(w) => w.wake(),
+            }
         }
     }
 }
@@ -152,8 +182,9 @@ pub(crate) struct Shared<A: Actor> {
 }
 
 impl<A: Actor> Shared<A> {
-    pub(crate) fn new(core: Core) -> Arc<Self> {
-        let inbox = Inbox::new(core.capacity);
+    /// `capacity`: `None` = unbounded.
+    pub(crate) fn new(core: Core, capacity: Option<usize>) -> Arc<Self> {
+        let inbox = Inbox::new(capacity);
         Arc::new(Self {
             core,
             inbox,
@@ -197,6 +228,7 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
     fn close(&self) -> bool;
     fn control(&self, c: Control) -> bool;
     fn mailbox_len(&self) -> usize;
+    fn mailbox_capacity(&self) -> Option<usize>;
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -215,6 +247,10 @@ impl<A: Actor> AnyCell for Shared<A> {
 
     fn mailbox_len(&self) -> usize {
         self.inbox.len()
+    }
+
+    fn mailbox_capacity(&self) -> Option<usize> {
+        self.inbox.capacity()
     }
 
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

@@ -79,6 +79,11 @@ impl<T> Inbox<T> {
         }
     }
 
+    /// `None` = unbounded.
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        (self.capacity != usize::MAX).then_some(self.capacity)
+    }
+
     /// Messages queued and not yet taken by the actor.
     pub(crate) fn len(&self) -> usize {
         let st = lock(&self.state);

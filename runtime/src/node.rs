@@ -394,7 +394,7 @@ impl Node {
                 core.name.clone(),
                 core.type_name,
                 cell.mailbox_len(),
-                core.capacity,
+                cell.mailbox_capacity(),
                 &core.metrics,
             );
             m.handled += s.handled;

@@ -52,6 +52,12 @@ enum Next<A: Actor> {
     Wait,
 }
 
+/// What the synchronous pass over the priority lane could not finish.
+enum SysNext<A: Actor> {
+    Stop(StopReason),
+    Await(Sys<A>),
+}
+
 /// What `begin` made of a message.
 enum Begun {
     /// Not handled (expired, or the envelope was empty).
@@ -122,10 +128,18 @@ impl<A: Actor> ActorCell<A> {
         }
         // One await point per kind of work keeps the task's future small.
         loop {
-            if self.shared.core.sys_pending.load(Ordering::Acquire)
-                && let Some(reason) = Box::pin(self.handle_sys()).await
-            {
-                return reason;
+            if self.shared.core.sys_pending.load(Ordering::Acquire) {
+                // Stop and kill are handled here; only what must await
+                // (deliveries, restarts) pays for the boxed slow path.
+                match self.handle_sys_now() {
+                    Ok(()) => {}
+                    Err(SysNext::Stop(reason)) => return reason,
+                    Err(SysNext::Await(item)) => {
+                        if let Some(reason) = Box::pin(self.handle_sys(item)).await {
+                            return reason;
+                        }
+                    }
+                }
             }
             if self.draining.is_none() && self.cx().is_some_and(|cx| cx.stop_requested) {
                 self.begin_drain(StopReason::Normal);
@@ -228,18 +242,37 @@ impl<A: Actor> ActorCell<A> {
         }
     }
 
-    /// Handle every queued system message. `Some` = stop now.
-    async fn handle_sys(&mut self) -> Option<StopReason> {
+    fn pop_sys(&self) -> Option<Sys<A>> {
+        let mut lane = lock(&self.shared.sys);
+        let item = lane.queue.pop_front();
+        if lane.queue.is_empty() {
+            self.shared.core.sys_pending.store(false, Ordering::Release);
+        }
+        item
+    }
+
+    /// Handle queued system messages that need no waiting (stop, kill)
+    /// until the lane is empty or one needs the async path.
+    fn handle_sys_now(&mut self) -> Result<(), SysNext<A>> {
         loop {
-            let item = {
-                let mut lane = lock(&self.shared.sys);
-                let item = lane.queue.pop_front();
-                if lane.queue.is_empty() {
-                    self.shared.core.sys_pending.store(false, Ordering::Release);
-                }
-                item
+            match self.pop_sys() {
+                None => return Ok(()),
+                Some(Sys::Ctl(Control::Stop(reason))) => self.begin_drain(reason),
+                Some(Sys::Ctl(Control::Kill(reason))) => return Err(SysNext::Stop(reason)),
+                Some(other) => return Err(SysNext::Await(other)),
+            }
+        }
+    }
+
+    /// Handle `first`, then every queued system message. `Some` = stop now.
+    async fn handle_sys(&mut self, first: Sys<A>) -> Option<StopReason> {
+        let mut next = Some(first);
+        loop {
+            let item = match next.take() {
+                Some(item) => item,
+                None => self.pop_sys()?,
             };
-            match item? {
+            match item {
                 Sys::Deliver(env) => {
                     if let Some(reason) = self.dispatch(env).await {
                         return Some(reason);

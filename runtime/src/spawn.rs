@@ -137,14 +137,10 @@ impl Node {
             Mailbox::Bounded(n) => Some(n.max(1)),
             Mailbox::Unbounded => None,
         };
-        let shared = Shared::new(Core::new(
-            id,
-            opts.name.clone(),
-            type_name::<A>(),
+        let shared = Shared::new(
+            Core::new(id, opts.name.clone(), type_name::<A>(), inner, &parent),
             capacity,
-            inner,
-            &parent,
-        ));
+        );
         let cell: CellRef = shared.clone();
         if let Some(name) = &opts.name {
             inner.registry.insert(Arc::clone(name), Arc::clone(&cell))?;
@@ -192,11 +188,10 @@ impl Node {
             inner.next_actor_id(),
             None,
             type_name::<A>(),
-            Some(1),
             inner,
             &inner.root,
         );
-        let shared = Shared::new(core);
+        let shared = Shared::new(core, Some(1));
         shared.close();
         lock(&shared.sys).closed = true;
         shared.core.die(StopReason::Shutdown);
