@@ -207,11 +207,18 @@ impl<T> Inbox<T> {
     /// to hear of the room the last batch made.
     fn refill(&self, batch: &mut Batch<T>, cx: Option<&mut Context<'_>>) -> Option<T> {
         let mut st = lock(&self.state);
-        std::mem::swap(&mut st.queue, &mut batch.local);
-        let first = batch.local.pop_front();
-        let left = batch.local.len();
-        self.batched.store(left, Ordering::Relaxed);
-        batch.wake_at = if left >= 2 { left / 2 } else { usize::MAX };
+        // `batch.local` is empty here. One message (a request/response
+        // exchange) is simply taken; more become the next batch.
+        let first = if st.queue.len() <= 1 {
+            st.queue.pop_front()
+        } else {
+            std::mem::swap(&mut st.queue, &mut batch.local);
+            let first = batch.local.pop_front();
+            let left = batch.local.len();
+            batch.wake_at = left / 2;
+            first
+        };
+        self.batched.store(batch.local.len(), Ordering::Relaxed);
         if first.is_none()
             && let Some(cx) = cx
         {
@@ -219,6 +226,9 @@ impl<T> Inbox<T> {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => st.receiver = Some(cx.waker().clone()),
             }
+        }
+        if st.senders.is_empty() {
+            return first;
         }
         let senders = take_senders(&self.senders_waiting, &mut st);
         drop(st);

@@ -28,7 +28,10 @@ pub(crate) struct ActorCell<A: Actor> {
     shared: Arc<Shared<A>>,
     clock: Arc<dyn Clock>,
     /// Handling time is measured for one message in this many.
-    timing_sample: u64,
+    timing_sample: u32,
+    /// Messages to begin before the next measured one (a countdown, not a
+    /// division per message).
+    until_timed: u32,
     /// The messages taken from the mailbox in one go.
     batch: Batch<BoxEnvelope<A>>,
     slot: Option<Slot<A>>,
@@ -93,7 +96,8 @@ impl<A: Actor> ActorCell<A> {
     pub(crate) fn new(actor: A, cx: Context<A>, factory: Option<Factory<A>>) -> Self {
         Self {
             clock: Arc::clone(&cx.node.inner.clock),
-            timing_sample: cx.node.inner.timing_sample,
+            timing_sample: u32::try_from(cx.node.inner.timing_sample).unwrap_or(u32::MAX),
+            until_timed: 0,
             shared: Arc::clone(&cx.myself.shared),
             held: Some(Box::new(Held { actor, cx })),
             batch: Batch::default(),
@@ -381,11 +385,11 @@ impl<A: Actor> ActorCell<A> {
             message = env.message_type(),
             correlation = meta.correlation,
         );
-        let timed = core
-            .metrics
-            .handled
-            .get()
-            .is_multiple_of(self.timing_sample);
+        let timed = self.until_timed == 0;
+        self.until_timed = match self.until_timed.checked_sub(1) {
+            Some(n) => n,
+            None => self.timing_sample - 1,
+        };
         let start = timed.then(|| self.clock.now());
         held.cx.meta = Some(meta.clone());
         if let Err(held) = env.start(held, &mut self.slot) {
