@@ -329,7 +329,7 @@ impl<A: Actor> ActorCell<A> {
                     return Poll::Ready(None);
                 };
                 let _entered = r.span.enter();
-                trace::with_current(r.meta.clone(), || slot.poll(tcx)).map(Some)
+                trace::with_current(&r.meta, || slot.poll(tcx)).map(Some)
             })
             .await?;
             let start = self.running.take().and_then(|r| r.start);
