@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
 use crate::actor::{Actor, ActorId, Handler, Message, Terminated};
 use crate::cell::{Control, Core, Shared};
 use crate::envelope::{Ask, BoxEnvelope, Tell};
@@ -18,6 +16,7 @@ use crate::error::{AskError, ExposeError, SendError, TrySendError};
 use crate::inbox::{Push, Refused};
 use crate::metrics::ActorMetricsSnapshot;
 use crate::recipient::Recipient;
+use crate::reply::ReplyReceiver;
 use crate::trace::{self, Meta, TraceContext};
 
 /// A typed handle to an actor.
@@ -396,7 +395,7 @@ where
         if let Some(t) = self.trace {
             meta.set_trace(t);
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = crate::reply::channel();
         let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
         match shared.inbox.try_push(env) {
             Ok(()) => fut.state = AskState::Waiting(rx),
@@ -410,11 +409,8 @@ where
 }
 
 enum AskState<'a, A: Actor, R> {
-    Sending(
-        Push<'a, BoxEnvelope<A>>,
-        oneshot::Receiver<Result<R, AskError>>,
-    ),
-    Waiting(oneshot::Receiver<Result<R, AskError>>),
+    Sending(Push<'a, BoxEnvelope<A>>, ReplyReceiver<Result<R, AskError>>),
+    Waiting(ReplyReceiver<Result<R, AskError>>),
     Ready(Option<Result<R, AskError>>),
     Done,
 }

@@ -80,6 +80,7 @@ pub mod protocols;
 mod recipient;
 mod registry;
 pub mod remote;
+mod reply;
 mod run;
 mod spawn;
 pub mod storage;
