@@ -364,15 +364,18 @@ where
         let core = &shared.core;
         let node = &core.node;
         let now = node.clock.now();
-        let own = self
-            .deadline
-            .unwrap_or_else(|| now + self.timeout.unwrap_or(node.ask_timeout));
         let cur = trace::current();
-        let deadline = match cur.as_ref().and_then(|c| c.deadline) {
-            Some(inherited) => own.min(inherited),
-            None => own,
+        let timeout = self.timeout.unwrap_or(node.ask_timeout);
+        let (deadline, budget) = match (self.deadline, cur.as_ref().and_then(|c| c.deadline)) {
+            // The common case: a timeout from now, nothing to compare (and
+            // no `Instant` subtraction, which is not free).
+            (None, None) => (now + timeout, timeout),
+            (own, inherited) => {
+                let own = own.unwrap_or_else(|| now + timeout);
+                let deadline = inherited.map_or(own, |i| own.min(i));
+                (deadline, deadline.saturating_duration_since(now))
+            }
         };
-        let budget = deadline.saturating_duration_since(now);
         let mut fut = AskFuture {
             state: AskState::Done,
             id: core.id,
