@@ -14,6 +14,10 @@
 //! Producers waiting for space are woken when the receiver is half-way
 //! through a batch and whenever it comes back to the queue, and all of them
 //! when the inbox closes.
+//!
+//! Memory: the queue and the batch swap buffers, so an actor that has been
+//! busy keeps two buffers (each up to its capacity); an idle actor that
+//! never received anything has allocated neither.
 
 use std::collections::VecDeque;
 use std::future::Future;
