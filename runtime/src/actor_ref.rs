@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
 use crate::actor::{Actor, ActorId, Handler, Message, Terminated};
 use crate::cell::{Control, Core, Shared};
 use crate::envelope::{Ask, BoxEnvelope, Tell};
 use crate::error::{AskError, ExposeError, SendError, TrySendError};
+use crate::inbox::{Push, Refused};
 use crate::metrics::ActorMetricsSnapshot;
 use crate::recipient::Recipient;
+use crate::reply::ReplyReceiver;
 use crate::trace::{self, Meta, TraceContext};
 
 /// A typed handle to an actor.
@@ -66,15 +66,6 @@ fn short_type(name: &'static str) -> &'static str {
     base.rsplit("::").next().unwrap_or(base)
 }
 
-/// Keeps the mailbox from being declared drained while a send is under way.
-pub(crate) struct InFlight<'a>(pub(crate) &'a Core);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.leave();
-    }
-}
-
 impl<A: Actor> ActorRef<A> {
     pub(crate) fn core(&self) -> &Core {
         &self.shared.core
@@ -97,7 +88,7 @@ impl<A: Actor> ActorRef<A> {
 
     /// Messages waiting in the mailbox now.
     pub fn mailbox_len(&self) -> usize {
-        self.shared.tx.len()
+        self.shared.inbox.len()
     }
 
     fn tell_meta(&self) -> Meta {
@@ -143,18 +134,14 @@ impl<A: Actor> ActorRef<A> {
         M: Message,
     {
         let core = &self.shared.core;
-        if !core.enter() {
-            return Err(SendError::Closed { msg, id: core.id });
-        }
-        let _inside = InFlight(core);
         let env: BoxEnvelope<A> = Tell::boxed(msg, self.tell_meta());
-        let env = match self.shared.tx.try_send(env) {
+        let env = match self.shared.inbox.try_push(env) {
             Ok(()) => return Ok(()),
-            Err(flume::TrySendError::Full(env)) => match self.shared.tx.send_async(env).await {
+            Err(Refused::Full(env)) => match self.shared.inbox.push(env).await {
                 Ok(()) => return Ok(()),
-                Err(flume::SendError(env)) => env,
+                Err(env) => env,
             },
-            Err(flume::TrySendError::Disconnected(env)) => env,
+            Err(Refused::Closed(env)) => env,
         };
         Err(SendError::Closed {
             msg: recover_tell(env),
@@ -174,19 +161,15 @@ impl<A: Actor> ActorRef<A> {
         M: Message,
     {
         let core = &self.shared.core;
-        if !core.enter() {
-            return Err(TrySendError::Closed { msg, id: core.id });
-        }
-        let _inside = InFlight(core);
         let env: BoxEnvelope<A> = Tell::boxed(msg, self.tell_meta());
-        match self.shared.tx.try_send(env) {
+        match self.shared.inbox.try_push(env) {
             Ok(()) => Ok(()),
-            Err(flume::TrySendError::Full(env)) => Err(TrySendError::Full {
+            Err(Refused::Full(env)) => Err(TrySendError::Full {
                 msg: recover_tell(env),
                 id: core.id,
-                capacity: core.capacity.unwrap_or(usize::MAX),
+                capacity: self.shared.inbox.capacity().unwrap_or(usize::MAX),
             }),
-            Err(flume::TrySendError::Disconnected(env)) => Err(TrySendError::Closed {
+            Err(Refused::Closed(env)) => Err(TrySendError::Closed {
                 msg: recover_tell(env),
                 id: core.id,
             }),
@@ -280,7 +263,7 @@ impl<A: Actor> ActorRef<A> {
     /// children stop, then `stopping` and `stopped` run. Returns at once;
     /// await [`terminated`](Self::terminated) to wait for the end.
     pub fn stop(&self) {
-        self.shared.core.close();
+        self.shared.close();
         self.shared.push_sys(crate::cell::Sys::Ctl(Control::Stop(
             crate::StopReason::Normal,
         )));
@@ -291,7 +274,7 @@ impl<A: Actor> ActorRef<A> {
     /// and counted in the `dropped` metric. A handler already running
     /// finishes first.
     pub fn kill(&self) {
-        self.shared.core.close();
+        self.shared.close();
         self.shared.push_sys(crate::cell::Sys::Ctl(Control::Kill(
             crate::StopReason::Killed,
         )));
@@ -300,19 +283,10 @@ impl<A: Actor> ActorRef<A> {
     /// Completes with the death notice once the actor has stopped (at once if
     /// it already has).
     pub fn terminated(&self) -> impl Future<Output = Terminated> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
-        self.shared.core.on_death(Box::new(move |t: &Terminated| {
-            let _ = tx.send(t.clone());
-        }));
-        let id = self.id();
-        let name = self.shared.core.name.clone();
-        async move {
-            rx.await.unwrap_or(Terminated {
-                id,
-                name,
-                reason: crate::StopReason::Killed,
-            })
-        }
+        // Every way an actor ends (including its task being dropped) runs
+        // `Core::die`, which wakes this.
+        let shared = Arc::clone(&self.shared);
+        std::future::poll_fn(move |cx| shared.core.poll_death(cx))
     }
 
     /// This actor's metrics now.
@@ -322,8 +296,8 @@ impl<A: Actor> ActorRef<A> {
             core.id,
             core.name.clone(),
             core.type_name,
-            self.shared.tx.len(),
-            core.capacity,
+            self.shared.inbox.len(),
+            self.shared.inbox.capacity(),
             &core.metrics,
         )
     }
@@ -390,18 +364,20 @@ where
         let core = &shared.core;
         let node = &core.node;
         let now = node.clock.now();
-        let own = self
-            .deadline
-            .unwrap_or_else(|| now + self.timeout.unwrap_or(node.ask_timeout));
         let cur = trace::current();
-        let deadline = match cur.as_ref().and_then(|c| c.deadline) {
-            Some(inherited) => own.min(inherited),
-            None => own,
+        let timeout = self.timeout.unwrap_or(node.ask_timeout);
+        let (deadline, budget) = match (self.deadline, cur.as_ref().and_then(|c| c.deadline)) {
+            // The common case: a timeout from now, nothing to compare (and
+            // no `Instant` subtraction, which is not free).
+            (None, None) => (now + timeout, timeout),
+            (own, inherited) => {
+                let own = own.unwrap_or_else(|| now + timeout);
+                let deadline = inherited.map_or(own, |i| own.min(i));
+                (deadline, deadline.saturating_duration_since(now))
+            }
         };
-        let budget = deadline.saturating_duration_since(now);
         let mut fut = AskFuture {
             state: AskState::Done,
-            inside: None,
             id: core.id,
             deadline,
             budget,
@@ -410,10 +386,6 @@ where
         };
         if budget.is_zero() {
             fut.state = AskState::Ready(Some(Err(AskError::Timeout { after: budget })));
-            return fut;
-        }
-        if !core.enter() {
-            fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
             return fut;
         }
         let mut meta = match &cur {
@@ -426,19 +398,12 @@ where
         if let Some(t) = self.trace {
             meta.set_trace(t);
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = crate::reply::channel();
         let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
-        match shared.tx.try_send(env) {
-            Ok(()) => {
-                core.leave();
-                fut.state = AskState::Waiting(rx);
-            }
-            Err(flume::TrySendError::Full(env)) => {
-                fut.inside = Some(InFlight(core));
-                fut.state = AskState::Sending(shared.tx.send_async(env), rx);
-            }
-            Err(flume::TrySendError::Disconnected(_)) => {
-                core.leave();
+        match shared.inbox.try_push(env) {
+            Ok(()) => fut.state = AskState::Waiting(rx),
+            Err(Refused::Full(env)) => fut.state = AskState::Sending(shared.inbox.push(env), rx),
+            Err(Refused::Closed(_)) => {
                 fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
             }
         }
@@ -447,11 +412,8 @@ where
 }
 
 enum AskState<'a, A: Actor, R> {
-    Sending(
-        flume::r#async::SendFut<'a, BoxEnvelope<A>>,
-        oneshot::Receiver<Result<R, AskError>>,
-    ),
-    Waiting(oneshot::Receiver<Result<R, AskError>>),
+    Sending(Push<'a, BoxEnvelope<A>>, ReplyReceiver<Result<R, AskError>>),
+    Waiting(ReplyReceiver<Result<R, AskError>>),
     Ready(Option<Result<R, AskError>>),
     Done,
 }
@@ -460,7 +422,6 @@ enum AskState<'a, A: Actor, R> {
 #[must_use = "futures do nothing unless polled"]
 pub struct AskFuture<'a, A: Actor, R> {
     state: AskState<'a, A, R>,
-    inside: Option<InFlight<'a>>,
     id: ActorId,
     deadline: Instant,
     budget: Duration,
@@ -535,7 +496,6 @@ impl<A: Actor, R> AskFuture<'_, A, R> {
             match &mut this.state {
                 AskState::Sending(send, _) => match Pin::new(send).poll(cx) {
                     Poll::Ready(result) => {
-                        this.inside = None;
                         let AskState::Sending(_, rx) =
                             std::mem::replace(&mut this.state, AskState::Done)
                         else {
@@ -549,7 +509,6 @@ impl<A: Actor, R> AskFuture<'_, A, R> {
                     Poll::Pending => {
                         ready!(this.poll_deadline(cx));
                         this.state = AskState::Done;
-                        this.inside = None;
                         return Poll::Ready(Err(AskError::Timeout { after: this.budget }));
                     }
                 },

@@ -1,25 +1,24 @@
 //! The shared half of an actor: what every `ActorRef` points at.
 //!
-//! `Shared<A>` holds the user mailbox's sending side, the priority lane for
-//! system messages, and the untyped `Core` (identity, open/closed state,
-//! metrics, death watch). The actor's task owns the receiving side.
+//! `Shared<A>` holds the user mailbox (an [`Inbox`], whose lock also guards
+//! its open/closed state), the priority lane for system messages, and the
+//! untyped `Core` (identity, metrics, death watch). The actor's task owns
+//! the receiving side's batch.
 
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
 use tokio::task::AbortHandle;
 
 use crate::actor::{Actor, ActorId, StopReason, Terminated};
 use crate::envelope::BoxEnvelope;
+use crate::inbox::Inbox;
 use crate::metrics::ActorMetrics;
 use crate::node::NodeInner;
 use crate::supervision::Supervisor;
-
-/// The top bit of `Core::state`: the mailbox accepts no more messages.
-pub(crate) const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// Lock a mutex whose data stays consistent even if a holder panicked
 /// (every critical section here is a few plain field updates).
@@ -55,10 +54,17 @@ pub(crate) struct SysLane<A: Actor> {
 
 type Watcher = Box<dyn FnOnce(&Terminated) + Send>;
 
+/// Someone waiting for an actor's death notice.
+enum Waiter {
+    Call(Watcher),
+    /// A `terminated()` future: it reads the notice itself once woken.
+    Wake(Waker),
+}
+
 #[derive(Default)]
 pub(crate) struct Death {
     pub(crate) reason: Option<StopReason>,
-    pub(crate) watchers: Vec<Watcher>,
+    waiters: Vec<Waiter>,
 }
 
 /// The untyped part of an actor's shared state.
@@ -66,9 +72,6 @@ pub(crate) struct Core {
     pub(crate) id: ActorId,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) type_name: &'static str,
-    pub(crate) capacity: Option<usize>,
-    /// `CLOSED` bit plus the number of senders currently inside a send.
-    pub(crate) state: AtomicUsize,
     pub(crate) sys_pending: AtomicBool,
     pub(crate) node: Arc<NodeInner>,
     /// Who supervises this actor.
@@ -85,7 +88,6 @@ impl Core {
         id: ActorId,
         name: Option<Arc<str>>,
         type_name: &'static str,
-        capacity: Option<usize>,
         node: &Arc<NodeInner>,
         parent: &Arc<Supervisor>,
     ) -> Self {
@@ -93,8 +95,6 @@ impl Core {
             id,
             name,
             type_name,
-            capacity,
-            state: AtomicUsize::new(0),
             sys_pending: AtomicBool::new(false),
             node: Arc::clone(node),
             parent: Arc::clone(parent),
@@ -103,32 +103,6 @@ impl Core {
             death: Mutex::default(),
             task: OnceLock::new(),
         }
-    }
-
-    /// Register as a sender; `false` if the mailbox is closed.
-    #[inline]
-    pub(crate) fn enter(&self) -> bool {
-        let prev = self.state.fetch_add(1, Ordering::SeqCst);
-        if prev & CLOSED != 0 {
-            self.state.fetch_sub(1, Ordering::Release);
-            return false;
-        }
-        true
-    }
-
-    #[inline]
-    pub(crate) fn leave(&self) {
-        self.state.fetch_sub(1, Ordering::Release);
-    }
-
-    /// Close the mailbox to new senders. Returns whether it was open.
-    pub(crate) fn close(&self) -> bool {
-        self.state.fetch_or(CLOSED, Ordering::SeqCst) & CLOSED == 0
-    }
-
-    /// Senders currently between `enter` and `leave`.
-    pub(crate) fn senders_inside(&self) -> usize {
-        self.state.load(Ordering::Acquire) & !CLOSED
     }
 
     pub(crate) fn is_terminated(&self) -> bool {
@@ -149,7 +123,30 @@ impl Core {
                 drop(death);
                 f(&notice);
             }
-            None => death.watchers.push(f),
+            None => death.waiters.push(Waiter::Call(f)),
+        }
+    }
+
+    /// The death notice if the actor has stopped; otherwise `cx`'s task is
+    /// woken when it does. No allocation beyond the waiter list's slot.
+    pub(crate) fn poll_death(&self, cx: &mut std::task::Context<'_>) -> Poll<Terminated> {
+        let mut death = lock(&self.death);
+        match &death.reason {
+            Some(reason) => Poll::Ready(Terminated {
+                id: self.id,
+                name: self.name.clone(),
+                reason: reason.clone(),
+            }),
+            None => {
+                let known = death
+                    .waiters
+                    .iter()
+                    .any(|w| matches!(w, Waiter::Wake(w) if w.will_wake(cx.waker())));
+                if !known {
+                    death.waiters.push(Waiter::Wake(cx.waker().clone()));
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -161,7 +158,7 @@ impl Core {
                 return;
             }
             death.reason = Some(reason.clone());
-            std::mem::take(&mut death.watchers)
+            std::mem::take(&mut death.waiters)
         };
         let notice = Terminated {
             id: self.id,
@@ -169,7 +166,10 @@ impl Core {
             reason,
         };
         for w in watchers {
-            w(&notice);
+            match w {
+                Waiter::Call(f) => f(&notice),
+                Waiter::Wake(w) => w.wake(),
+            }
         }
     }
 }
@@ -177,21 +177,29 @@ impl Core {
 /// An actor's shared state, typed by its actor.
 pub(crate) struct Shared<A: Actor> {
     pub(crate) core: Core,
-    pub(crate) tx: flume::Sender<BoxEnvelope<A>>,
+    pub(crate) inbox: Inbox<BoxEnvelope<A>>,
     pub(crate) sys: Mutex<SysLane<A>>,
 }
 
 impl<A: Actor> Shared<A> {
-    pub(crate) fn new(core: Core, tx: flume::Sender<BoxEnvelope<A>>) -> Arc<Self> {
+    /// `capacity`: `None` = unbounded.
+    pub(crate) fn new(core: Core, capacity: Option<usize>) -> Arc<Self> {
+        let inbox = Inbox::new(capacity);
         Arc::new(Self {
             core,
-            tx,
+            inbox,
             sys: Mutex::new(SysLane {
                 queue: VecDeque::new(),
                 waker: None,
                 closed: false,
             }),
         })
+    }
+
+    /// Close the mailbox to new senders (they get `Closed` and their
+    /// message back). Returns whether it was open.
+    pub(crate) fn close(&self) -> bool {
+        self.inbox.close()
     }
 
     /// Put an item on the priority lane and wake the actor. `false` if the
@@ -216,8 +224,11 @@ impl<A: Actor> Shared<A> {
 /// What other parts of the runtime may do with an actor of unknown type.
 pub(crate) trait AnyCell: Send + Sync + 'static {
     fn core(&self) -> &Core;
+    /// Close the mailbox to new senders.
+    fn close(&self) -> bool;
     fn control(&self, c: Control) -> bool;
     fn mailbox_len(&self) -> usize;
+    fn mailbox_capacity(&self) -> Option<usize>;
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -226,12 +237,20 @@ impl<A: Actor> AnyCell for Shared<A> {
         &self.core
     }
 
+    fn close(&self) -> bool {
+        Self::close(self)
+    }
+
     fn control(&self, c: Control) -> bool {
         self.push_sys(Sys::Ctl(c))
     }
 
     fn mailbox_len(&self) -> usize {
-        self.tx.len()
+        self.inbox.len()
+    }
+
+    fn mailbox_capacity(&self) -> Option<usize> {
+        self.inbox.capacity()
     }
 
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

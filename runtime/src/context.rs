@@ -60,7 +60,7 @@ impl<A: Actor> Context<A> {
     /// Stop after the current handler returns: the mailbox closes now, what
     /// is already queued is still handled (see [`ActorRef::stop`]).
     pub fn stop(&mut self) {
-        self.myself.core().close();
+        self.myself.shared.close();
         self.stop_requested = true;
     }
 

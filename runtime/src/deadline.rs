@@ -6,8 +6,14 @@
 //! one reaper task sleeps on the node's clock until the earliest deadline
 //! and wakes the asks that are due; each then sees from the clock that its
 //! time is up. Works the same on a `ManualClock`.
+//!
+//! The set is a slab (a vector of entries plus a free list): registering
+//! and removing are O(1), which matters because nearly every ask registers
+//! and is answered long before its deadline. Only the reaper walks the
+//! entries, once per deadline it sleeps until; removing an entry never
+//! re-arms it (it may wake for a deadline nobody waits on any more, finds
+//! nothing due and sleeps again).
 
-use std::collections::BTreeMap;
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Poll, Waker};
@@ -16,12 +22,27 @@ use std::time::Instant;
 use crate::cell::lock;
 use crate::clock::Clock;
 
-pub(crate) type Key = (Instant, u64);
+/// An entry's slot and its registration number, unique per set (a stale
+/// key never touches a reused slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    slot: u32,
+    id: u64,
+}
+
+struct Entry {
+    at: Instant,
+    id: u64,
+    /// `None` = the slot is free.
+    waker: Option<Waker>,
+}
 
 #[derive(Default)]
 struct State {
-    entries: BTreeMap<Key, Waker>,
-    next: u64,
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    live: usize,
+    next_id: u64,
     /// The deadline the reaper sleeps until, if it sleeps on one.
     armed: Option<Instant>,
     /// Set when the reaper must look again (an earlier deadline came in).
@@ -47,28 +68,53 @@ impl Drop for Deadlines {
 impl Deadlines {
     /// Wake `waker` once the clock reaches `at`.
     pub(crate) fn register(&self, at: Instant, waker: &Waker) -> Key {
-        let wake_reaper = {
+        let (key, reaper) = {
             let mut st = lock(&self.state);
-            let key = (at, st.next);
-            st.next += 1;
-            st.entries.insert(key, waker.clone());
+            let id = st.next_id;
+            st.next_id += 1;
+            let entry = Entry {
+                at,
+                id,
+                waker: Some(waker.clone()),
+            };
+            let slot = match st.free.pop() {
+                Some(slot) => {
+                    st.entries[slot as usize] = entry;
+                    slot
+                }
+                None => {
+                    st.entries.push(entry);
+                    u32::try_from(st.entries.len() - 1).unwrap_or(u32::MAX)
+                }
+            };
+            let key = Key { slot, id };
+            st.live += 1;
             let earlier = st.armed.is_none_or(|armed| at < armed);
-            if earlier {
+            let reaper = if earlier {
                 st.rearm = true;
-            }
-            let w = if earlier { st.reaper.take() } else { None };
-            (key, w)
+                st.reaper.take()
+            } else {
+                None
+            };
+            (key, reaper)
         };
-        if let Some(w) = wake_reaper.1 {
+        if let Some(w) = reaper {
             w.wake();
         }
-        wake_reaper.0
+        key
+    }
+
+    fn entry(st: &mut State, key: Key) -> Option<&mut Entry> {
+        st.entries
+            .get_mut(key.slot as usize)
+            .filter(|e| e.id == key.id && e.waker.is_some())
     }
 
     /// Keep the registration current with the task's waker.
     pub(crate) fn refresh(&self, key: Key, waker: &Waker) {
         let mut st = lock(&self.state);
-        if let Some(w) = st.entries.get_mut(&key)
+        if let Some(e) = Self::entry(&mut st, key)
+            && let Some(w) = &mut e.waker
             && !w.will_wake(waker)
         {
             *w = waker.clone();
@@ -76,31 +122,59 @@ impl Deadlines {
     }
 
     pub(crate) fn remove(&self, key: Key) {
-        lock(&self.state).entries.remove(&key);
+        let waker = {
+            let mut st = lock(&self.state);
+            let Some(e) = Self::entry(&mut st, key) else {
+                return;
+            };
+            let w = e.waker.take();
+            st.live -= 1;
+            st.free.push(key.slot);
+            w
+        };
+        // A waker's last reference may free its task: outside the lock.
+        drop(waker);
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        lock(&self.state).entries.len()
+        lock(&self.state).live
     }
 }
 
 /// The node's reaper: runs until the node's `Deadlines` is dropped.
 pub(crate) async fn reaper(set: Weak<Deadlines>, clock: Arc<dyn Clock>) {
+    let mut due = Vec::new();
     loop {
         let next = {
             let Some(d) = set.upgrade() else { return };
             let now = clock.now();
-            let (due, next) = {
+            let next = {
                 let mut st = lock(&d.state);
-                let later = st.entries.split_off(&(now, u64::MAX));
-                let due = std::mem::replace(&mut st.entries, later);
-                let next = st.entries.keys().next().map(|(at, _)| *at);
+                let mut next: Option<Instant> = None;
+                let st = &mut *st;
+                for (slot, e) in st.entries.iter_mut().enumerate() {
+                    if e.waker.is_none() {
+                        continue;
+                    }
+                    if e.at <= now {
+                        due.extend(e.waker.take());
+                        st.free.push(u32::try_from(slot).unwrap_or(u32::MAX));
+                        st.live -= 1;
+                    } else if next.is_none_or(|n| e.at < n) {
+                        next = Some(e.at);
+                    }
+                }
+                if st.live == 0 {
+                    // Nothing pending: give the memory of a burst back.
+                    st.entries = Vec::new();
+                    st.free = Vec::new();
+                }
                 st.armed = next;
                 st.rearm = false;
-                (due, next)
+                next
             };
-            for (_, w) in due {
+            for w in due.drain(..) {
                 w.wake();
             }
             next
@@ -165,5 +239,21 @@ mod tests {
         assert_eq!(set.len(), 0);
         drop(set);
         reaper.await.unwrap();
+    }
+
+    #[test]
+    fn a_stale_key_never_touches_a_reused_slot() {
+        let set = Deadlines::default();
+        let t0 = Instant::now();
+        let w = Waker::noop();
+        let a = set.register(t0, w);
+        set.remove(a);
+        let b = set.register(t0, w);
+        assert_eq!(a.slot, b.slot);
+        set.remove(a);
+        assert_eq!(set.len(), 1);
+        set.refresh(a, w);
+        set.remove(b);
+        assert_eq!(set.len(), 0);
     }
 }

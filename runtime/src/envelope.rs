@@ -10,7 +10,6 @@ use std::task::{Context as TaskContext, Poll};
 
 use smallbox::space::S8;
 use smallbox::{SmallBox, smallbox};
-use tokio::sync::oneshot;
 use tokio_util::sync::ReusableBoxFuture;
 
 use crate::actor::{Actor, ActorId, Handler, Message};
@@ -145,7 +144,7 @@ where
 }
 
 /// The reply slot of an ask.
-pub(crate) type ReplyTx<R> = oneshot::Sender<Result<R, AskError>>;
+pub(crate) type ReplyTx<R> = crate::reply::ReplySender<Result<R, AskError>>;
 
 /// A request that wants a reply.
 pub(crate) struct Ask<M: Message> {
@@ -205,11 +204,11 @@ where
                     Ended::Value(value) => {
                         // The asker may have given up (timeout, dropped
                         // future): the late reply is dropped here.
-                        let _ = reply.send(Ok(value));
+                        reply.send(Ok(value));
                         Outcome::Done
                     }
                     Ended::Panicked(message) => {
-                        let _ = reply.send(Err(AskError::HandlerPanicked {
+                        reply.send(Err(AskError::HandlerPanicked {
                             id,
                             message: message.clone(),
                         }));
@@ -232,7 +231,7 @@ where
             Reject::Stopped => AskError::Stopped { id },
         };
         if let Some(reply) = self.reply.take() {
-            let _ = reply.send(Err(err));
+            reply.send(Err(err));
         }
     }
 

@@ -394,7 +394,7 @@ impl Node {
                 core.name.clone(),
                 core.type_name,
                 cell.mailbox_len(),
-                core.capacity,
+                cell.mailbox_capacity(),
                 &core.metrics,
             );
             m.handled += s.handled;
@@ -445,7 +445,7 @@ impl Node {
         drop(tx);
         // Newest first: children are spawned after their parents.
         for cell in all.iter().rev() {
-            cell.core().close();
+            cell.close();
             cell.control(Control::Stop(StopReason::Shutdown));
         }
         let mut report = ShutdownReport::default();

@@ -203,7 +203,7 @@ impl CallScope {
             self.cancel.clone(),
             true,
         );
-        trace::with_current(meta, f)
+        trace::with_current(&meta, f)
     }
 }
 

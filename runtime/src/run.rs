@@ -8,7 +8,6 @@
 //! steady stream of one message type allocates nothing per message.
 
 use std::future::{Future, poll_fn};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -18,6 +17,7 @@ use crate::cell::{CellRef, Control, Shared, Sys, lock};
 use crate::clock::Clock;
 use crate::context::Context;
 use crate::envelope::{BoxEnvelope, CatchUnwind, Held, Outcome, Reject, Slot};
+use crate::inbox::Batch;
 use crate::spawn::Factory;
 use crate::supervision::{RestartWindow, Strategy};
 use crate::trace;
@@ -28,8 +28,12 @@ pub(crate) struct ActorCell<A: Actor> {
     shared: Arc<Shared<A>>,
     clock: Arc<dyn Clock>,
     /// Handling time is measured for one message in this many.
-    timing_sample: u64,
-    rx: flume::Receiver<BoxEnvelope<A>>,
+    timing_sample: u32,
+    /// Messages to begin before the next measured one (a countdown, not a
+    /// division per message).
+    until_timed: u32,
+    /// The messages taken from the mailbox in one go.
+    batch: Batch<BoxEnvelope<A>>,
     slot: Option<Slot<A>>,
     running: Option<Running>,
     factory: Option<Factory<A>>,
@@ -49,6 +53,12 @@ enum Next<A: Actor> {
     Drained(StopReason),
     Yield,
     Wait,
+}
+
+/// What the synchronous pass over the priority lane could not finish.
+enum SysNext<A: Actor> {
+    Stop(StopReason),
+    Await(Sys<A>),
 }
 
 /// What `begin` made of a message.
@@ -83,18 +93,14 @@ macro_rules! hook {
 }
 
 impl<A: Actor> ActorCell<A> {
-    pub(crate) fn new(
-        actor: A,
-        cx: Context<A>,
-        rx: flume::Receiver<BoxEnvelope<A>>,
-        factory: Option<Factory<A>>,
-    ) -> Self {
+    pub(crate) fn new(actor: A, cx: Context<A>, factory: Option<Factory<A>>) -> Self {
         Self {
             clock: Arc::clone(&cx.node.inner.clock),
-            timing_sample: cx.node.inner.timing_sample,
+            timing_sample: u32::try_from(cx.node.inner.timing_sample).unwrap_or(u32::MAX),
+            until_timed: 0,
             shared: Arc::clone(&cx.myself.shared),
             held: Some(Box::new(Held { actor, cx })),
-            rx,
+            batch: Batch::default(),
             slot: None,
             running: None,
             factory,
@@ -126,10 +132,18 @@ impl<A: Actor> ActorCell<A> {
         }
         // One await point per kind of work keeps the task's future small.
         loop {
-            if self.shared.core.sys_pending.load(Ordering::Acquire)
-                && let Some(reason) = Box::pin(self.handle_sys()).await
-            {
-                return reason;
+            if self.shared.core.sys_pending.load(Ordering::Acquire) {
+                // Stop and kill are handled here; only what must await
+                // (deliveries, restarts) pays for the boxed slow path.
+                match self.handle_sys_now() {
+                    Ok(()) => {}
+                    Err(SysNext::Stop(reason)) => return reason,
+                    Err(SysNext::Await(item)) => {
+                        if let Some(reason) = Box::pin(self.handle_sys(item)).await {
+                            return reason;
+                        }
+                    }
+                }
             }
             if self.draining.is_none() && self.cx().is_some_and(|cx| cx.stop_requested) {
                 self.begin_drain(StopReason::Normal);
@@ -167,21 +181,15 @@ impl<A: Actor> ActorCell<A> {
         {
             return Next::Envelope(env);
         }
-        if let Ok(env) = self.rx.try_recv() {
+        if let Some(env) = self.shared.inbox.try_pop(&mut self.batch) {
             self.yielded = false;
             self.since_wait += 1;
             return Next::Envelope(env);
         }
         if let Some(reason) = &self.draining {
-            if self.shared.core.senders_inside() > 0 {
-                // A sender is between its check and its push.
-                return Next::Yield;
-            }
-            // Nobody can enqueue any more: one last look.
-            return match self.rx.try_recv() {
-                Ok(env) => Next::Envelope(env),
-                Err(_) => Next::Drained(reason.clone()),
-            };
+            // The mailbox closed under its lock before the drain began:
+            // empty now means empty for good.
+            return Next::Drained(reason.clone());
         }
         // Yield only in a stream (several messages since the last wait): a
         // lone request/response pays no extra scheduling round.
@@ -198,12 +206,12 @@ impl<A: Actor> ActorCell<A> {
     /// due timer (`None`: the loop looks again).
     async fn wait(&mut self) -> Option<BoxEnvelope<A>> {
         let shared = &self.shared;
+        let batch = &mut self.batch;
         let next = self
             .held
             .as_deref()
             .and_then(|h| h.cx.timers.next_deadline());
         let mut sleep = next.map(|at| self.clock.sleep_until(at));
-        let mut recv = self.rx.recv_async();
         poll_fn(|tcx| {
             // A due timer goes before a message that arrived at the same
             // time: the loop fires it, then takes the message.
@@ -212,8 +220,8 @@ impl<A: Actor> ActorCell<A> {
             {
                 return Poll::Ready(None);
             }
-            if let Poll::Ready(r) = Pin::new(&mut recv).poll(tcx) {
-                return Poll::Ready(r.ok());
+            if let Poll::Ready(env) = shared.inbox.poll_pop(batch, tcx) {
+                return Poll::Ready(Some(env));
             }
             let mut lane = lock(&shared.sys);
             if !lane.queue.is_empty() {
@@ -229,7 +237,7 @@ impl<A: Actor> ActorCell<A> {
     }
 
     fn begin_drain(&mut self, reason: StopReason) {
-        self.shared.core.close();
+        self.shared.close();
         if let Some(cx) = self.cx() {
             cx.timers.clear();
         }
@@ -238,18 +246,37 @@ impl<A: Actor> ActorCell<A> {
         }
     }
 
-    /// Handle every queued system message. `Some` = stop now.
-    async fn handle_sys(&mut self) -> Option<StopReason> {
+    fn pop_sys(&self) -> Option<Sys<A>> {
+        let mut lane = lock(&self.shared.sys);
+        let item = lane.queue.pop_front();
+        if lane.queue.is_empty() {
+            self.shared.core.sys_pending.store(false, Ordering::Release);
+        }
+        item
+    }
+
+    /// Handle queued system messages that need no waiting (stop, kill)
+    /// until the lane is empty or one needs the async path.
+    fn handle_sys_now(&mut self) -> Result<(), SysNext<A>> {
         loop {
-            let item = {
-                let mut lane = lock(&self.shared.sys);
-                let item = lane.queue.pop_front();
-                if lane.queue.is_empty() {
-                    self.shared.core.sys_pending.store(false, Ordering::Release);
-                }
-                item
+            match self.pop_sys() {
+                None => return Ok(()),
+                Some(Sys::Ctl(Control::Stop(reason))) => self.begin_drain(reason),
+                Some(Sys::Ctl(Control::Kill(reason))) => return Err(SysNext::Stop(reason)),
+                Some(other) => return Err(SysNext::Await(other)),
+            }
+        }
+    }
+
+    /// Handle `first`, then every queued system message. `Some` = stop now.
+    async fn handle_sys(&mut self, first: Sys<A>) -> Option<StopReason> {
+        let mut next = Some(first);
+        loop {
+            let item = match next.take() {
+                Some(item) => item,
+                None => self.pop_sys()?,
             };
-            match item? {
+            match item {
                 Sys::Deliver(env) => {
                     if let Some(reason) = self.dispatch(env).await {
                         return Some(reason);
@@ -302,7 +329,7 @@ impl<A: Actor> ActorCell<A> {
                     return Poll::Ready(None);
                 };
                 let _entered = r.span.enter();
-                trace::with_current(r.meta.clone(), || slot.poll(tcx)).map(Some)
+                trace::with_current(&r.meta, || slot.poll(tcx)).map(Some)
             })
             .await?;
             let start = self.running.take().and_then(|r| r.start);
@@ -358,11 +385,11 @@ impl<A: Actor> ActorCell<A> {
             message = env.message_type(),
             correlation = meta.correlation,
         );
-        let timed = core
-            .metrics
-            .handled
-            .get()
-            .is_multiple_of(self.timing_sample);
+        let timed = self.until_timed == 0;
+        self.until_timed = match self.until_timed.checked_sub(1) {
+            Some(n) => n,
+            None => self.timing_sample - 1,
+        };
         let start = timed.then(|| self.clock.now());
         held.cx.meta = Some(meta.clone());
         if let Err(held) = env.start(held, &mut self.slot) {
@@ -485,7 +512,7 @@ impl<A: Actor> ActorCell<A> {
             kid.core().on_death(Box::new(move |_| {
                 let _ = tx.send(());
             }));
-            kid.core().close();
+            kid.close();
             kid.control(how.clone());
             waits.push(rx);
         }
@@ -497,26 +524,20 @@ impl<A: Actor> ActorCell<A> {
     async fn finish(mut self, reason: StopReason) {
         let shared = Arc::clone(&self.shared);
         let core = &shared.core;
-        core.close();
+        shared.close();
         if let Some(cx) = self.cx() {
             cx.timers.clear();
         }
-        // Reject what is still queued; wait out senders mid-push.
+        // Reject what is still queued: closed, nothing more can land.
         let mut rejected_tells = 0u64;
-        loop {
-            while let Ok(mut env) = self.rx.try_recv() {
-                if env.is_ask() {
-                    core.metrics.rejected.incr();
-                } else {
-                    core.metrics.dropped.incr();
-                    rejected_tells += 1;
-                }
-                env.reject(Reject::Stopped, core.id);
+        for mut env in shared.inbox.drain(&mut self.batch) {
+            if env.is_ask() {
+                core.metrics.rejected.incr();
+            } else {
+                core.metrics.dropped.incr();
+                rejected_tells += 1;
             }
-            if core.senders_inside() == 0 && self.rx.is_empty() {
-                break;
-            }
-            tokio::task::yield_now().await;
+            env.reject(Reject::Stopped, core.id);
         }
         if rejected_tells > 0 {
             tracing::warn!(actor = %core.id, dropped = rejected_tells, %reason, "tells dropped unhandled");
@@ -555,7 +576,7 @@ impl<A: Actor> ActorCell<A> {
         }
         self.released = true;
         let core = &self.shared.core;
-        core.close();
+        self.shared.close();
         let leftover = {
             let mut lane = lock(&self.shared.sys);
             lane.closed = true;
@@ -587,18 +608,11 @@ impl<A: Actor> Drop for ActorCell<A> {
                 StopReason::Killed
             };
             self.release(reason);
-            // The channel's queue lives as long as any sender (every
-            // `ActorRef`), so queued asks must be answered here. A sender
-            // caught mid-push on another thread gets a few chances to land.
+            // The mailbox lives as long as any `ActorRef`, so queued asks
+            // must be answered here (`release` closed it: nothing more lands).
             let id = self.shared.core.id;
-            for _ in 0..64 {
-                while let Ok(mut env) = self.rx.try_recv() {
-                    env.reject(Reject::Stopped, id);
-                }
-                if self.shared.core.senders_inside() == 0 {
-                    break;
-                }
-                std::thread::yield_now();
+            for mut env in self.shared.inbox.drain(&mut self.batch) {
+                env.reject(Reject::Stopped, id);
             }
         }
     }
@@ -628,8 +642,7 @@ mod size_budget {
             restarts: 0,
             child_strategy: None,
         };
-        let (_tx, rx) = flume::bounded(1);
-        let cell = Box::new(ActorCell::new(Idle, cx, rx, None));
+        let cell = Box::new(ActorCell::new(Idle, cx, None));
         let run = cell.run();
         let size = std::mem::size_of_val(&run);
         assert!(size <= 320, "the actor task's future grew to {size} bytes");

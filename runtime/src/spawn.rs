@@ -133,26 +133,13 @@ impl Node {
         }
         let id = inner.next_actor_id();
         let mailbox = opts.mailbox.unwrap_or(inner.default_mailbox);
-        let (tx, rx, capacity) = match mailbox {
-            Mailbox::Bounded(n) => {
-                let (tx, rx) = flume::bounded(n.max(1));
-                (tx, rx, Some(n.max(1)))
-            }
-            Mailbox::Unbounded => {
-                let (tx, rx) = flume::unbounded();
-                (tx, rx, None)
-            }
+        let capacity = match mailbox {
+            Mailbox::Bounded(n) => Some(n.max(1)),
+            Mailbox::Unbounded => None,
         };
         let shared = Shared::new(
-            Core::new(
-                id,
-                opts.name.clone(),
-                type_name::<A>(),
-                capacity,
-                inner,
-                &parent,
-            ),
-            tx,
+            Core::new(id, opts.name.clone(), type_name::<A>(), inner, &parent),
+            capacity,
         );
         let cell: CellRef = shared.clone();
         if let Some(name) = &opts.name {
@@ -184,7 +171,7 @@ impl Node {
             restarts: 0,
             child_strategy: opts.supervision.map(Box::new),
         };
-        let run = Box::new(ActorCell::new(actor, cx, rx, factory)).run();
+        let run = Box::new(ActorCell::new(actor, cx, factory)).run();
         let handle = inner.handle.spawn(run);
         let _ = shared.core.task.set(handle.abort_handle());
         inner
@@ -197,17 +184,15 @@ impl Node {
     /// shutting down): every send fails with `Closed`.
     pub(crate) fn dead_ref<A: Actor>(&self) -> ActorRef<A> {
         let inner = &self.inner;
-        let (tx, _rx) = flume::bounded(1);
         let core = Core::new(
             inner.next_actor_id(),
             None,
             type_name::<A>(),
-            Some(1),
             inner,
             &inner.root,
         );
-        core.close();
-        let shared = Shared::new(core, tx);
+        let shared = Shared::new(core, Some(1));
+        shared.close();
         lock(&shared.sys).closed = true;
         shared.core.die(StopReason::Shutdown);
         ActorRef { shared }

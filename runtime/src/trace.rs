@@ -6,7 +6,7 @@
 //! actor's loop), so a chain of calls A → B → C shares one trace and one
 //! time budget without passing anything by hand.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -145,29 +145,70 @@ impl Meta {
     }
 }
 
+/// The plain part of the current [`Meta`]: `Copy`, so its thread-local has
+/// no destructor to register and costs a plain load and store per access.
+#[derive(Clone, Copy)]
+struct Plain {
+    correlation: u64,
+    deadline: Option<Instant>,
+    /// Whether `CURRENT_EXTRA` holds this message's `Extra`.
+    extra: bool,
+}
+
 thread_local! {
     // The metadata of the message the actor on this thread is handling right
     // now. Set by the actor loop around each handler poll (see `run.rs`), so
     // it is only ever visible to code running inside that handler's poll.
-    static CURRENT: RefCell<Option<Meta>> = const { RefCell::new(None) };
+    // Split so that the common message (no trace, caller or cancel token)
+    // never touches the `Arc` cell.
+    static CURRENT: Cell<Option<Plain>> = const { Cell::new(None) };
+    static CURRENT_EXTRA: RefCell<Option<Arc<Extra>>> = const { RefCell::new(None) };
 }
 
 /// The metadata of the message being handled on this thread, if any.
 pub(crate) fn current() -> Option<Meta> {
-    CURRENT.with(|c| c.borrow().clone())
+    let plain = CURRENT.with(Cell::get)?;
+    let extra = if plain.extra {
+        CURRENT_EXTRA.with(|c| c.borrow().clone())
+    } else {
+        None
+    };
+    Some(Meta {
+        correlation: plain.correlation,
+        deadline: plain.deadline,
+        extra,
+    })
 }
 
 /// Runs `f` with `meta` as the current message metadata, restoring the
 /// previous value afterwards (handlers may be nested through `block_on`).
-pub(crate) fn with_current<R>(meta: Meta, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Meta>);
+pub(crate) fn with_current<R>(meta: &Meta, f: impl FnOnce() -> R) -> R {
+    struct Restore {
+        plain: Option<Plain>,
+        /// `Some` = the extra cell was replaced: put this back.
+        extra: Option<Option<Arc<Extra>>>,
+    }
     impl Drop for Restore {
         fn drop(&mut self) {
-            let prev = self.0.take();
-            CURRENT.with(|c| *c.borrow_mut() = prev);
+            CURRENT.with(|c| c.set(self.plain));
+            if let Some(prev) = self.extra.take() {
+                CURRENT_EXTRA.with(|c| *c.borrow_mut() = prev);
+            }
         }
     }
-    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(meta)));
+    let plain = Plain {
+        correlation: meta.correlation,
+        deadline: meta.deadline,
+        extra: meta.extra.is_some(),
+    };
+    let prev = CURRENT.with(|c| c.replace(Some(plain)));
+    // The extra cell is only read when `CURRENT` says so: it need not be
+    // touched unless this message carries an `Extra`.
+    let extra = meta
+        .extra
+        .as_ref()
+        .map(|e| CURRENT_EXTRA.with(|c| c.borrow_mut().replace(Arc::clone(e))));
+    let _restore = Restore { plain: prev, extra };
     f()
 }
 
@@ -178,4 +219,41 @@ pub(crate) const fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn traced(correlation: u64, span_id: u64) -> Meta {
+        let mut m = Meta::plain(correlation);
+        m.set_trace(TraceContext {
+            trace_id: 1,
+            span_id,
+            sampled: true,
+        });
+        m
+    }
+
+    fn seen() -> Option<(u64, Option<u64>)> {
+        current().map(|m| (m.correlation, m.trace().map(|t| t.span_id)))
+    }
+
+    /// The split thread-local (plain part, extra part) nests like one value:
+    /// an inner message without `Extra` hides the outer one's, and every
+    /// level is restored on the way out.
+    #[test]
+    fn nested_current_metadata_is_restored_level_by_level() {
+        assert_eq!(seen(), None);
+        with_current(&traced(1, 10), || {
+            assert_eq!(seen(), Some((1, Some(10))));
+            with_current(&Meta::plain(2), || {
+                assert_eq!(seen(), Some((2, None)));
+                with_current(&traced(3, 30), || assert_eq!(seen(), Some((3, Some(30)))));
+                assert_eq!(seen(), Some((2, None)));
+            });
+            assert_eq!(seen(), Some((1, Some(10))));
+        });
+        assert_eq!(seen(), None);
+    }
 }

@@ -1,0 +1,131 @@
+//! The reply slot of an ask: one value from the actor to one waiting asker.
+//!
+//! A plain mutex-guarded cell shared by the two halves. Compared with
+//! `tokio::sync::oneshot` it does less per ask (no sender-side close
+//! notification, no atomic state machine with separate waker cells): the
+//! asker needs only "here is the reply" or "the envelope was dropped
+//! unanswered".
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use crate::cell::lock;
+
+struct Slot<R> {
+    state: Mutex<State<R>>,
+}
+
+struct State<R> {
+    value: Option<R>,
+    /// The sending half is gone (sent or dropped).
+    done: bool,
+    waker: Option<Waker>,
+}
+
+/// A reply slot's two halves.
+pub(crate) fn channel<R>() -> (ReplySender<R>, ReplyReceiver<R>) {
+    let slot = Arc::new(Slot {
+        state: Mutex::new(State {
+            value: None,
+            done: false,
+            waker: None,
+        }),
+    });
+    (ReplySender(Some(Arc::clone(&slot))), ReplyReceiver(slot))
+}
+
+/// The actor's half. Dropping it unsent tells the asker the request was
+/// dropped unanswered.
+pub(crate) struct ReplySender<R>(Option<Arc<Slot<R>>>);
+
+impl<R> ReplySender<R> {
+    /// Hand the reply over. If the asker has given up, the value is
+    /// dropped here.
+    pub(crate) fn send(mut self, value: R) {
+        if let Some(slot) = self.0.take() {
+            finish(&slot, Some(value));
+        }
+    }
+}
+
+impl<R> Drop for ReplySender<R> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            finish(&slot, None);
+        }
+    }
+}
+
+fn finish<R>(slot: &Arc<Slot<R>>, value: Option<R>) {
+    if Arc::strong_count(slot) == 1 {
+        // The receiver is gone: nobody to tell.
+        return;
+    }
+    let waker = {
+        let mut st = lock(&slot.state);
+        st.value = value;
+        st.done = true;
+        st.waker.take()
+    };
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+/// The asker's half: `Err(Dropped)` if the sender went away unsent.
+pub(crate) struct ReplyReceiver<R>(Arc<Slot<R>>);
+
+/// The sending half was dropped without a reply.
+#[derive(Debug)]
+pub(crate) struct Dropped;
+
+impl<R> Future for ReplyReceiver<R> {
+    type Output = Result<R, Dropped>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut st = lock(&self.0.state);
+        if let Some(v) = st.value.take() {
+            return Poll::Ready(Ok(v));
+        }
+        if st.done {
+            return Poll::Ready(Err(Dropped));
+        }
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll<R>(rx: &mut ReplyReceiver<R>) -> Poll<Result<R, Dropped>> {
+        Pin::new(rx).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_sent_value_arrives_once_pending_or_not() {
+        let (tx, mut rx) = channel();
+        assert!(poll(&mut rx).is_pending());
+        tx.send(7);
+        assert!(matches!(poll(&mut rx), Poll::Ready(Ok(7))));
+        let (tx, mut rx) = channel();
+        tx.send(8);
+        assert!(matches!(poll(&mut rx), Poll::Ready(Ok(8))));
+    }
+
+    #[test]
+    fn a_dropped_sender_is_reported_and_a_gone_receiver_is_harmless() {
+        let (tx, mut rx) = channel::<u8>();
+        drop(tx);
+        assert!(matches!(poll(&mut rx), Poll::Ready(Err(Dropped))));
+        let (tx, rx) = channel::<String>();
+        drop(rx);
+        tx.send("late".into());
+    }
+}
