@@ -141,9 +141,15 @@ mod tests {
         let frame = Bytes::from_static("x.é\u{1F600}".as_bytes());
         let s = WireStr::from_utf8(frame.slice(0..4)).unwrap();
         assert_eq!(s.as_str(), "x.é");
-        assert!(WireStr::from_utf8(frame.slice(0..3)).is_err(), "half a char");
+        assert!(
+            WireStr::from_utf8(frame.slice(0..3)).is_err(),
+            "half a char"
+        );
         assert_eq!(WireStr::default().as_str(), "");
-        assert_eq!(WireStr::from(String::from("a\u{1F600}")).as_str(), "a\u{1F600}");
+        assert_eq!(
+            WireStr::from(String::from("a\u{1F600}")).as_str(),
+            "a\u{1F600}"
+        );
         assert_eq!(WireStr::from_static("b").as_str(), "b");
     }
 

@@ -16,13 +16,13 @@ use plexus_codecs::{
     Agreed, Codec, CodecKind, Envelope, Kind, Target, TraceParent, WireError, WireMessage, WireStr,
 };
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
-use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender};
+use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender, SharedScope};
 use plexus_runtime::trace::TraceContext;
 use plexus_runtime::{AskError, BoxFuture};
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::RemoteInner;
-use super::inbound::{Served, TellJob};
+use super::inbound::{Served, TellJob, TellTarget};
 use super::stream::{self, Feed, STREAM_WINDOW, stream_error};
 
 /// Tells one sender may have queued at one target before the receiver
@@ -70,7 +70,22 @@ struct InChannel {
     queued: Arc<AtomicUsize>,
     /// Credit for tells the reader put in the mailbox itself, not yet granted.
     owed: u64,
+    /// The targets this channel's tells resolved to, by message type.
+    targets: Vec<CachedTarget>,
 }
+
+/// Where a channel's tells of one message type go, resolved on the first
+/// such tell: later ones skip the registry and actor-name lookups.
+struct CachedTarget {
+    message: WireStr,
+    version: u32,
+    target: WireStr,
+    to: Box<dyn TellTarget>,
+}
+
+/// Message types a tell channel remembers targets for (a channel carries
+/// one target; a sender rarely tells it more than a few types).
+const CACHED_TARGETS: usize = 8;
 
 /// What the reader keeps between frames.
 #[derive(Default)]
@@ -84,6 +99,9 @@ pub(crate) struct Session {
     pub(crate) peer: Arc<str>,
     pub(crate) tx: Arc<dyn FrameSender>,
     pub(crate) agreed: Agreed,
+    /// What a request carrying neither deadline nor trace runs under: the
+    /// caller's identity only, built once.
+    caller_scope: SharedScope,
     /// Whether this node opened the link.
     pub(crate) opened_here: bool,
     pub(crate) pending: Mutex<Pending<oneshot::Sender<Answer>>>,
@@ -111,6 +129,7 @@ impl Session {
         opened_here: bool,
     ) -> Self {
         Self {
+            caller_scope: CallScope::new().caller(Arc::clone(&peer)).share(),
             peer,
             tx,
             agreed,
@@ -450,7 +469,7 @@ impl Session {
         let channel = env.correlation;
         let ch = state.channels.entry(channel).or_default();
         let direct = ch.queued.load(Ordering::Acquire) == 0;
-        let job = match self.dispatch_tell(&env, remote, direct) {
+        let job = match self.dispatch_tell(&env, remote, ch, direct) {
             Ok(job) => job,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
@@ -498,22 +517,46 @@ impl Session {
         &self,
         env: &Envelope,
         remote: &RemoteInner,
+        ch: &mut InChannel,
         direct: bool,
     ) -> Result<Option<TellJob>, WireError> {
         let target = target_name(env)?;
-        let decoded = remote
-            .registry
-            .decode_envelope(self.agreed.decode_with, env)?;
-        let scope = self.scope(env, remote);
-        if direct {
-            decoded
-                .handler
-                .try_tell(&remote.node, target, decoded.value, scope)
+        let Some(message) = &env.message else {
+            return Err(WireError::BadPayload {
+                reason: "envelope names no message".to_owned(),
+            });
+        };
+        let cached = ch.targets.iter().position(|t| {
+            t.version == message.version && t.message == message.name && *t.target == *target
+        });
+        let at = if let Some(at) = cached {
+            at
         } else {
-            decoded
-                .handler
-                .tell(&remote.node, target, decoded.value, scope)
-                .map(Some)
+            let inbound = remote.registry.lookup(&message.name, message.version)?;
+            let to = inbound.tell_target(&remote.node, target)?;
+            if ch.targets.len() == CACHED_TARGETS {
+                ch.targets.remove(0);
+            }
+            // Owned copies: slices would pin the frame's whole buffer.
+            ch.targets.push(CachedTarget {
+                message: WireStr::from(message.name.to_string()),
+                version: message.version,
+                target: WireStr::from(target.to_owned()),
+                to,
+            });
+            ch.targets.len() - 1
+        };
+        let scope = if env.deadline.is_none() && env.traceparent.is_none() {
+            self.caller_scope.with_correlation(env.correlation)
+        } else {
+            self.scope(env, remote).share()
+        };
+        let codec = self.agreed.decode_with;
+        let to = &mut ch.targets[at].to;
+        if direct {
+            to.try_tell(&remote.node, codec, &env.payload, scope)
+        } else {
+            to.tell(codec, &env.payload, scope).map(Some)
         }
     }
 
@@ -555,7 +598,7 @@ impl Session {
                 .registry
                 .decode_envelope(self.agreed.decode_with, &env)?;
             let cancel = CancelToken::new();
-            let scope = self.scope(&env, remote).cancel(cancel.clone());
+            let scope = self.scope(&env, remote).cancel(cancel.clone()).share();
             let fut =
                 decoded
                     .handler
