@@ -413,6 +413,15 @@ pub trait FrameReceiver: Send + 'static {
     ///
     /// [`LinkError::Closed`] once the link is down and drained.
     fn recv(&mut self) -> BoxFuture<'_, Result<Bytes, LinkError>>;
+
+    /// The next frame if one is ready now, without waiting: a reader takes
+    /// a burst with one [`recv`](Self::recv) future instead of one per
+    /// frame. `None` when nothing is ready, and also when the link has
+    /// failed or closed (`recv` then reports it). The default never has a
+    /// frame ready.
+    fn try_recv(&mut self) -> Option<Bytes> {
+        None
+    }
 }
 
 /// An established, authenticated connection to one peer node, as a

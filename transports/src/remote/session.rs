@@ -29,6 +29,10 @@ use super::stream::{self, Feed, STREAM_WINDOW, stream_error};
 /// grants credit back (a protocol constant both sides assume).
 pub const TELL_WINDOW: usize = 256;
 
+/// Frames the reader takes with `try_recv` before it waits on the link
+/// again (which also grants owed credit and polls the asks it serves).
+const BURST: usize = 64;
+
 pub(crate) type Answer = Result<Envelope, AskError>;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -317,8 +321,16 @@ impl Session {
         let _ = span;
         let mut serving: FuturesUnordered<Serving> = FuturesUnordered::new();
         let mut state = ReaderState::default();
+        // This task's waker, to start the asks of a burst as they arrive.
+        let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let mut burst = 0;
         loop {
-            let next = {
+            let ready = if burst < BURST { rx.try_recv() } else { None };
+            let next = if let Some(frame) = ready {
+                burst += 1;
+                Ok(frame)
+            } else {
+                burst = 0;
                 let mut recv = rx.recv();
                 poll_fn(|cx| {
                     while let Poll::Ready(Some(_)) = serving.poll_next_unpin(cx) {}
@@ -349,6 +361,9 @@ impl Session {
             };
             if let Some(s) = self.on_envelope(env, &remote, &mut state) {
                 serving.push(s);
+                // Put the ask in the mailbox now, not after the burst.
+                let mut cx = std::task::Context::from_waker(&waker);
+                while let Poll::Ready(Some(_)) = serving.poll_next_unpin(&mut cx) {}
             }
         }
         self.shutdown();
