@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use plexus_codecs::{
-    AnyMessage, Codec, CodecKind, Envelope, Kind, RemoteDuplex, RemoteMessage, RemoteStream,
-    StreamReply, WireError, WireMessage,
+    Codec, CodecKind, Envelope, Kind, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply,
+    WireError, WireMessage,
 };
 use plexus_runtime::remote::SharedScope;
 use plexus_runtime::stream::{Duplex, ReplyStream};
@@ -35,21 +35,28 @@ type ServeFuture = BoxFuture<'static, Result<Served, WireError>>;
 
 /// What the receiving node can do with a decoded message of one type.
 pub(crate) trait Inbound: Send + Sync + 'static {
-    /// Start an ask of `target` for the peer's call `corr` on `session`;
-    /// the future answers with the encoded reply or reply stream.
-    fn ask(
-        &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: SharedScope,
-        session: &Arc<Session>,
-        corr: u64,
-    ) -> Result<ServeFuture, WireError>;
+    /// `target`'s ask route for this message type, resolved once and
+    /// kept while the node's registry is unchanged.
+    fn ask_target(&self, node: &Node, target: &str) -> Result<Box<dyn AskTarget>, WireError>;
 
     /// `target`'s tell route for this message type, resolved once for a
     /// tell channel.
     fn tell_target(&self, node: &Node, target: &str) -> Result<Box<dyn TellTarget>, WireError>;
+}
+
+/// An ask target resolved once: it decodes payloads straight into the
+/// message type and asks the actor, skipping the registry and actor-name
+/// lookups.
+pub(crate) trait AskTarget: Send + 'static {
+    /// Decode `payload` and start the ask for the peer's call `corr` on
+    /// `session`; the future answers with the encoded reply or reply stream.
+    fn ask(
+        &self,
+        payload: &[u8],
+        scope: SharedScope,
+        session: &Arc<Session>,
+        corr: u64,
+    ) -> Result<ServeFuture, WireError>;
 }
 
 /// A tell target resolved once per tell channel (and message type): it
@@ -91,26 +98,28 @@ fn recipient<M: Message>(node: &Node, target: &str) -> Result<Recipient<M>, Wire
         })
 }
 
-fn downcast<M: WireMessage>(msg: AnyMessage) -> Result<M, WireError> {
-    msg.downcast::<M>()
-        .map(|b| *b)
-        .map_err(|_| WireError::BadPayload {
-            reason: format!("registry decoded another type than {}", M::NAME),
-        })
+impl<M: RemoteMessage> Inbound for Typed<M> {
+    fn ask_target(&self, node: &Node, target: &str) -> Result<Box<dyn AskTarget>, WireError> {
+        Ok(Box::new(UnaryAsk(recipient::<M>(node, target)?)))
+    }
+
+    fn tell_target(&self, node: &Node, target: &str) -> Result<Box<dyn TellTarget>, WireError> {
+        TypedTarget::<M>::resolve(node, target)
+    }
 }
 
-impl<M: RemoteMessage> Inbound for Typed<M> {
+struct UnaryAsk<M: Message>(Recipient<M>);
+
+impl<M: RemoteMessage> AskTarget for UnaryAsk<M> {
     fn ask(
         &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
+        payload: &[u8],
         scope: SharedScope,
         session: &Arc<Session>,
         corr: u64,
     ) -> Result<ServeFuture, WireError> {
-        let to = recipient::<M>(node, target)?;
-        let msg = downcast::<M>(msg)?;
+        let msg: M = session.agreed.decode_with.decode(payload)?;
+        let to = self.0.clone();
         let codec = session.codec();
         Ok(Box::pin(async move {
             let reply = scoped_ask(to, msg, scope).await?;
@@ -124,10 +133,6 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
             Ok(Served::Unary(frame))
         }))
     }
-
-    fn tell_target(&self, node: &Node, target: &str) -> Result<Box<dyn TellTarget>, WireError> {
-        TypedTarget::<M>::resolve(node, target)
-    }
 }
 
 /// Server streaming: the handler's reply is a stream.
@@ -140,26 +145,32 @@ impl<M> TypedStream<M> {
 }
 
 impl<M: RemoteStream> Inbound for TypedStream<M> {
+    fn ask_target(&self, node: &Node, target: &str) -> Result<Box<dyn AskTarget>, WireError> {
+        Ok(Box::new(StreamAsk(recipient::<M>(node, target)?)))
+    }
+
+    fn tell_target(&self, node: &Node, target: &str) -> Result<Box<dyn TellTarget>, WireError> {
+        TypedTarget::<M>::resolve(node, target)
+    }
+}
+
+struct StreamAsk<M: Message>(Recipient<M>);
+
+impl<M: RemoteStream> AskTarget for StreamAsk<M> {
     fn ask(
         &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
+        payload: &[u8],
         scope: SharedScope,
         session: &Arc<Session>,
         _corr: u64,
     ) -> Result<ServeFuture, WireError> {
-        let to = recipient::<M>(node, target)?;
-        let msg = downcast::<M>(msg)?;
+        let msg: M = session.agreed.decode_with.decode(payload)?;
+        let to = self.0.clone();
         let codec = session.codec();
         Ok(Box::pin(async move {
             let items = scoped_ask(to, msg, scope).await?.into_stream();
             Ok(serve_stream(items, codec))
         }))
-    }
-
-    fn tell_target(&self, node: &Node, target: &str) -> Result<Box<dyn TellTarget>, WireError> {
-        TypedTarget::<M>::resolve(node, target)
     }
 }
 
@@ -174,17 +185,29 @@ impl<O> TypedDuplex<O> {
 }
 
 impl<O: RemoteDuplex> Inbound for TypedDuplex<O> {
+    fn ask_target(&self, node: &Node, target: &str) -> Result<Box<dyn AskTarget>, WireError> {
+        Ok(Box::new(DuplexAsk(recipient::<Duplex<O>>(node, target)?)))
+    }
+
+    fn tell_target(&self, _: &Node, _: &str) -> Result<Box<dyn TellTarget>, WireError> {
+        Err(WireError::BadPayload {
+            reason: format!("{} opens a bidirectional stream: ask it", O::NAME),
+        })
+    }
+}
+
+struct DuplexAsk<O: RemoteDuplex>(Recipient<Duplex<O>>);
+
+impl<O: RemoteDuplex> AskTarget for DuplexAsk<O> {
     fn ask(
         &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
+        payload: &[u8],
         scope: SharedScope,
         session: &Arc<Session>,
         corr: u64,
     ) -> Result<ServeFuture, WireError> {
-        let to = recipient::<Duplex<O>>(node, target)?;
-        let open = downcast::<O>(msg)?;
+        let open: O = session.agreed.decode_with.decode(payload)?;
+        let to = self.0.clone();
         let codec = session.codec();
         let (feed, input) = remote_items::<O::In>(session, corr, false);
         session.open_feed(corr, false, feed);
@@ -193,12 +216,6 @@ impl<O: RemoteDuplex> Inbound for TypedDuplex<O> {
             let items = scoped_ask(to, msg, scope).await?;
             Ok(serve_stream(items, codec))
         }))
-    }
-
-    fn tell_target(&self, _: &Node, _: &str) -> Result<Box<dyn TellTarget>, WireError> {
-        Err(WireError::BadPayload {
-            reason: format!("{} opens a bidirectional stream: ask it", O::NAME),
-        })
     }
 }
 

@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use plexus_codecs::{
-    Agreed, Codec, CodecKind, Envelope, Kind, Target, TraceParent, WireError, WireMessage, WireStr,
+    Agreed, Codec, CodecKind, Envelope, Kind, MessageId, Target, TraceParent, WireError,
+    WireMessage, WireStr,
 };
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
 use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender, SharedScope};
@@ -22,7 +23,7 @@ use plexus_runtime::{AskError, BoxFuture};
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::RemoteInner;
-use super::inbound::{Served, TellJob, TellTarget};
+use super::inbound::{AskTarget, Served, TellJob, TellTarget};
 use super::stream::{self, Feed, STREAM_WINDOW, stream_error};
 
 /// Tells one sender may have queued at one target before the receiver
@@ -97,6 +98,60 @@ struct ReaderState {
     channels: HashMap<u64, InChannel>,
     /// Channels that may have credit owed, granted when the reader idles.
     owing: Vec<u64>,
+    /// Where asks went, by message type and target, while the node's
+    /// registry stays at `generation`.
+    asks: Vec<CachedAsk>,
+    generation: u64,
+}
+
+/// A resolved ask target (see [`ReaderState::ask_target`]).
+struct CachedAsk {
+    message: WireStr,
+    version: u32,
+    target: WireStr,
+    to: Box<dyn AskTarget>,
+}
+
+/// Ask targets the reader remembers.
+const CACHED_ASKS: usize = 16;
+
+impl ReaderState {
+    /// The ask target for `message` at `target`: resolved through the
+    /// codecs registry and the node's name registry the first time, then
+    /// remembered until the name registry changes.
+    fn ask_target(
+        &mut self,
+        remote: &RemoteInner,
+        message: &MessageId,
+        target: &str,
+    ) -> Result<&dyn AskTarget, WireError> {
+        let generation = remote.node.registry().generation();
+        if generation != self.generation {
+            self.asks.clear();
+            self.generation = generation;
+        }
+        let cached = self.asks.iter().position(|a| {
+            a.version == message.version && a.message == message.name && *a.target == *target
+        });
+        let at = if let Some(at) = cached {
+            at
+        } else {
+            let inbound = remote.registry.lookup(&message.name, message.version)?;
+            let to = inbound.ask_target(&remote.node, target)?;
+            if self.asks.len() == CACHED_ASKS {
+                self.asks.remove(0);
+            }
+            // Owned copies: slices would pin the frame's whole buffer.
+            self.asks.push(CachedAsk {
+                message: WireStr::from(message.name.to_string()),
+                version: message.version,
+                target: WireStr::from(target.to_owned()),
+                to,
+            });
+            self.asks.len() - 1
+        };
+        Ok(&*self.asks[at].to)
+    }
 }
 
 pub(crate) struct Session {
@@ -434,7 +489,7 @@ impl Session {
                 }
             }
             Kind::Tell => self.on_tell(env, remote, state),
-            Kind::Ask => return self.on_ask(env, remote),
+            Kind::Ask => return self.on_ask(env, remote, state),
             Kind::Cancel if env.from_callee => {
                 // The callee of our call stopped reading its input.
                 self.stop_upload(corr);
@@ -598,7 +653,12 @@ impl Session {
         tx
     }
 
-    fn on_ask(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) -> Option<Serving> {
+    fn on_ask(
+        self: &Arc<Self>,
+        env: Envelope,
+        remote: &Arc<RemoteInner>,
+        state: &mut ReaderState,
+    ) -> Option<Serving> {
         let corr = env.correlation;
         match env.deadline {
             Some(b) if b.is_zero() => {
@@ -609,15 +669,15 @@ impl Session {
         }
         let started = (|| {
             let target = target_name(&env)?;
-            let decoded = remote
-                .registry
-                .decode_envelope(self.agreed.decode_with, &env)?;
+            let Some(message) = &env.message else {
+                return Err(WireError::BadPayload {
+                    reason: "envelope names no message".to_owned(),
+                });
+            };
+            let to = state.ask_target(remote, message, target)?;
             let cancel = CancelToken::new();
             let scope = self.scope(&env, remote).cancel(cancel.clone()).share();
-            let fut =
-                decoded
-                    .handler
-                    .ask(&remote.node, target, decoded.value, scope, self, corr)?;
+            let fut = to.ask(&env.payload, scope, self, corr)?;
             Ok::<_, WireError>((fut, cancel))
         })();
         let (fut, cancel) = match started {
