@@ -86,3 +86,65 @@ async fn nodes_that_dial_each_other_keep_one_link() {
         assert!(kept_at_a.is_alive() && kept_at_b.is_alive(), "no flapping");
     }
 }
+
+/// The receiver remembers where tells and asks go; when the actor behind
+/// the name stops and another takes the name, later tells on the same
+/// channel and later asks reach the new actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_and_asks_follow_a_name_to_its_new_actor() {
+    use plexus_runtime::prelude::*;
+    use plexus_transports::remote::Remote;
+    use plexus_transports::sim::SimNetwork;
+    use remote_support::{Count, Echo};
+
+    struct Tally(flume::Sender<(u8, u64)>, u8);
+    impl Actor for Tally {}
+    impl Handler<Count> for Tally {
+        async fn handle(&mut self, Count(n): Count, _: &mut Context<Self>) {
+            let _ = self.0.send((self.1, n));
+        }
+    }
+    impl Handler<Echo> for Tally {
+        async fn handle(&mut self, Echo(s): Echo, _: &mut Context<Self>) -> String {
+            format!("{}{s}", self.1)
+        }
+    }
+
+    let (a, b) = (
+        Node::builder().name("a").build(),
+        Node::builder().name("b").build(),
+    );
+    let ra = Remote::builder(&a).build();
+    let rb = Remote::builder(&b)
+        .expose::<Count>()
+        .and_then(|r| r.expose::<Echo>())
+        .unwrap()
+        .build();
+    let (tx, rx) = flume::unbounded();
+    let first = b
+        .spawn_with(SpawnOptions::new().name("tally"), Tally(tx.clone(), 1))
+        .unwrap();
+    first.expose::<Count>().unwrap();
+    first.expose::<Echo>().unwrap();
+    let net = SimNetwork::with_clock(a.clock().clone(), 1);
+    let (x, y) = net.link("a", "b");
+    let (r1, r2) = tokio::join!(ra.attach(x), rb.attach(y));
+    r1.unwrap();
+    r2.unwrap();
+
+    let count: Recipient<Count> = ra.recipient("b", "tally");
+    let echo: Recipient<Echo> = ra.recipient("b", "tally");
+    count.tell(Count(1)).await.unwrap();
+    assert_eq!(rx.recv_async().await.unwrap(), (1, 1));
+    assert_eq!(echo.ask(Echo("x".into())).await.unwrap(), "1x");
+    first.stop();
+    first.terminated().await;
+    let second = b
+        .spawn_with(SpawnOptions::new().name("tally"), Tally(tx, 2))
+        .unwrap();
+    second.expose::<Count>().unwrap();
+    second.expose::<Echo>().unwrap();
+    count.tell(Count(2)).await.unwrap();
+    assert_eq!(rx.recv_async().await.unwrap(), (2, 2));
+    assert_eq!(echo.ask(Echo("y".into())).await.unwrap(), "2y");
+}

@@ -7,6 +7,7 @@
 use std::any::{Any, TypeId, type_name};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
@@ -30,6 +31,8 @@ struct Entry {
 /// Names of live actors. Reach it through [`Node::registry`](crate::Node::registry).
 pub struct Registry {
     names: DashMap<Arc<str>, Entry>,
+    /// Bumped after every change: see [`generation`](Self::generation).
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for Registry {
@@ -44,10 +47,42 @@ impl Registry {
     pub(crate) fn new() -> Self {
         Self {
             names: DashMap::new(),
+            generation: AtomicU64::new(0),
         }
     }
 
+    /// A number that changes after every registration, release and
+    /// `expose`: a cache of lookups (such as the recipients a remote
+    /// endpoint resolved for its peers) stays valid while it is unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use plexus_runtime::prelude::*;
+    /// # struct Idle;
+    /// # impl Actor for Idle {}
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), SpawnError> {
+    /// let node = Node::builder().build();
+    /// let before = node.registry().generation();
+    /// node.spawn_with(SpawnOptions::new().name("idle"), Idle)?;
+    /// assert_ne!(node.registry().generation(), before);
+    /// # Ok(()) }
+    /// ```
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(crate) fn insert(&self, name: Arc<str>, cell: CellRef) -> Result<(), SpawnError> {
+        let inserted = self.insert_entry(name, cell);
+        self.changed();
+        inserted
+    }
+
+    fn insert_entry(&self, name: Arc<str>, cell: CellRef) -> Result<(), SpawnError> {
         match self.names.entry(name) {
             MapEntry::Occupied(mut e) => {
                 // The previous holder may have died without being removed
@@ -74,7 +109,13 @@ impl Registry {
 
     /// Remove `name` if it still belongs to actor `id`.
     pub(crate) fn remove(&self, name: &str, id: ActorId) {
-        self.names.remove_if(name, |_, e| e.cell.core().id == id);
+        if self
+            .names
+            .remove_if(name, |_, e| e.cell.core().id == id)
+            .is_some()
+        {
+            self.changed();
+        }
     }
 
     pub(crate) fn expose<M: Message>(
@@ -93,6 +134,8 @@ impl Registry {
             message,
             recipient: Box::new(recipient),
         });
+        drop(entry);
+        self.changed();
         Ok(())
     }
 

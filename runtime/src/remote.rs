@@ -195,15 +195,74 @@ impl CallScope {
     /// # Ok(()) }
     /// ```
     pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
-        let meta = Meta::new(
+        trace::with_current(&self.meta(), f)
+    }
+
+    /// This scope, built once to be entered many times: a receiver keeps
+    /// one per session for the requests that carry only the caller's
+    /// identity, and one per served call that it polls again and again.
+    pub fn share(&self) -> SharedScope {
+        SharedScope(self.meta())
+    }
+
+    fn meta(&self) -> Meta {
+        Meta::new(
             self.correlation,
             self.deadline,
             self.trace,
             self.caller.clone(),
             self.cancel.clone(),
             true,
-        );
-        trace::with_current(&meta, f)
+        )
+    }
+}
+
+/// A [`CallScope`] made ready to enter: entering it (or cloning it) costs
+/// a reference-count increment, where [`CallScope::enter`] allocates each
+/// time.
+///
+/// # Examples
+///
+/// ```
+/// # use plexus_runtime::prelude::*;
+/// # use plexus_runtime::remote::CallScope;
+/// # use std::future::IntoFuture;
+/// struct Who;
+/// impl Actor for Who {}
+/// struct Ask;
+/// impl Message for Ask { type Reply = (Option<String>, Option<u64>); }
+/// impl Handler<Ask> for Who {
+///     async fn handle(&mut self, _: Ask, cx: &mut Context<Self>) -> (Option<String>, Option<u64>) {
+///         (cx.caller().map(str::to_owned), cx.correlation_id())
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), AskError> {
+/// let node = Node::builder().build();
+/// let who = node.spawn(Who);
+/// let from_b = CallScope::new().caller("node-b".into()).share();
+/// for corr in [7, 8] {
+///     let fut = from_b.with_correlation(corr).enter(|| who.ask(Ask).into_future());
+///     assert_eq!(fut.await?, (Some("node-b".to_owned()), Some(corr)));
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SharedScope(Meta);
+
+impl SharedScope {
+    /// Run `f` with this scope as the current request, as
+    /// [`CallScope::enter`] does.
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        trace::with_current(&self.0, f)
+    }
+
+    /// The same scope under another correlation id.
+    #[must_use]
+    pub fn with_correlation(&self, correlation: u64) -> Self {
+        Self(Meta {
+            correlation,
+            ..self.0.clone()
+        })
     }
 }
 
@@ -354,6 +413,15 @@ pub trait FrameReceiver: Send + 'static {
     ///
     /// [`LinkError::Closed`] once the link is down and drained.
     fn recv(&mut self) -> BoxFuture<'_, Result<Bytes, LinkError>>;
+
+    /// The next frame if one is ready now, without waiting: a reader takes
+    /// a burst with one [`recv`](Self::recv) future instead of one per
+    /// frame. `None` when nothing is ready, and also when the link has
+    /// failed or closed (`recv` then reports it). The default never has a
+    /// frame ready.
+    fn try_recv(&mut self) -> Option<Bytes> {
+        None
+    }
 }
 
 /// An established, authenticated connection to one peer node, as a

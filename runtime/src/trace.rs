@@ -65,6 +65,35 @@ pub(crate) struct Extra {
     /// Set by [`crate::remote::CallScope::enter`]: sends made in the scope
     /// take `caller` and `cancel` too (a handler's own sends do not).
     pub(crate) inbound: bool,
+    /// For an inbound scope: what a message sent in it carries (the same,
+    /// not inbound), made once rather than per send.
+    sent: Option<Arc<Self>>,
+}
+
+impl Extra {
+    fn new(
+        trace: Option<TraceContext>,
+        caller: Option<Arc<str>>,
+        cancel: Option<CancelToken>,
+        inbound: bool,
+    ) -> Self {
+        let sent = inbound.then(|| {
+            Arc::new(Self {
+                trace,
+                caller: caller.clone(),
+                cancel: cancel.clone(),
+                inbound: false,
+                sent: None,
+            })
+        });
+        Self {
+            trace,
+            caller,
+            cancel,
+            inbound,
+            sent,
+        }
+    }
 }
 
 impl Meta {
@@ -85,15 +114,8 @@ impl Meta {
         cancel: Option<CancelToken>,
         inbound: bool,
     ) -> Self {
-        let extra =
-            (trace.is_some() || caller.is_some() || cancel.is_some() || inbound).then(|| {
-                Arc::new(Extra {
-                    trace,
-                    caller,
-                    cancel,
-                    inbound,
-                })
-            });
+        let extra = (trace.is_some() || caller.is_some() || cancel.is_some() || inbound)
+            .then(|| Arc::new(Extra::new(trace, caller, cancel, inbound)));
         Self {
             correlation,
             deadline,
@@ -115,8 +137,10 @@ impl Meta {
 
     /// Replace the trace context.
     pub(crate) fn set_trace(&mut self, trace: TraceContext) {
-        let mut extra = self.extra.as_deref().cloned().unwrap_or_default();
-        extra.trace = Some(trace);
+        let extra = match self.extra.as_deref() {
+            Some(e) => Extra::new(Some(trace), e.caller.clone(), e.cancel.clone(), e.inbound),
+            None => Extra::new(Some(trace), None, None, false),
+        };
         self.extra = Some(Arc::new(extra));
     }
 
@@ -125,9 +149,11 @@ impl Meta {
         let extra = match &self.extra {
             None => None,
             // Inside a call scope: the whole context travels on.
-            Some(e) if e.inbound => Some(Arc::new(Extra {
-                inbound: false,
-                ..Extra::clone(e)
+            Some(e) if e.inbound => Some(e.sent.clone().unwrap_or_else(|| {
+                Arc::new(Extra {
+                    inbound: false,
+                    ..Extra::clone(e)
+                })
             })),
             // A handler's own sends keep only the trace.
             Some(e) => e.trace.map(|t| {

@@ -301,6 +301,20 @@ impl SimReceiver {
 }
 
 impl FrameReceiver for SimReceiver {
+    fn try_recv(&mut self) -> Option<Bytes> {
+        if self.state.down.load(Ordering::Acquire) {
+            return None;
+        }
+        while let Ok((at, frame)) = self.rx.try_recv() {
+            self.push(at, frame);
+        }
+        let Reverse((at, _, _)) = self.heap.peek()?;
+        if *at > self.net.clock.now() {
+            return None;
+        }
+        self.heap.pop().map(|Reverse((_, _, frame))| frame)
+    }
+
     fn recv(&mut self) -> BoxFuture<'_, Result<Bytes, LinkError>> {
         Box::pin(async move {
             loop {

@@ -327,6 +327,23 @@ impl QuicReceiver {
 }
 
 impl FrameReceiver for QuicReceiver {
+    fn try_recv(&mut self) -> Option<Bytes> {
+        loop {
+            if let Ok(Some(frame)) = self.decoder.next_frame() {
+                return Some(frame);
+            }
+            // A decoder error is reported by `recv`.
+            if self.pending.is_empty() {
+                return None;
+            }
+            let taken = self.decoder.push(&self.pending);
+            let _ = self.pending.split_to(taken);
+            if taken == 0 {
+                return None;
+            }
+        }
+    }
+
     fn recv(&mut self) -> BoxFuture<'_, Result<Bytes, LinkError>> {
         Box::pin(async move {
             loop {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use plexus_codecs::{
-    AnyMessage, Codec, CodecKind, Envelope, Kind, RemoteDuplex, RemoteMessage, RemoteStream,
-    StreamReply, WireError, WireMessage,
+    Codec, CodecKind, Envelope, Kind, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply,
+    WireError, WireMessage,
 };
-use plexus_runtime::remote::CallScope;
+use plexus_runtime::remote::SharedScope;
 use plexus_runtime::stream::{Duplex, ReplyStream};
 use plexus_runtime::{AskError, BoxFuture, Message, Node, Recipient, TrySendError};
 use serde::Serialize;
@@ -35,36 +35,52 @@ type ServeFuture = BoxFuture<'static, Result<Served, WireError>>;
 
 /// What the receiving node can do with a decoded message of one type.
 pub(crate) trait Inbound: Send + Sync + 'static {
-    /// Start an ask of `target` for the peer's call `corr` on `session`;
-    /// the future answers with the encoded reply or reply stream.
+    /// `target`'s ask route for this message type, resolved once and
+    /// kept while the node's registry is unchanged.
+    fn ask_target(&self, node: &Node, target: &str) -> Result<Box<dyn AskTarget>, WireError>;
+
+    /// `target`'s tell route for this message type, resolved once for a
+    /// tell channel.
+    fn tell_target(&self, node: &Node, target: &str) -> Result<Box<dyn TellTarget>, WireError>;
+}
+
+/// An ask target resolved once: it decodes payloads straight into the
+/// message type and asks the actor, skipping the registry and actor-name
+/// lookups.
+pub(crate) trait AskTarget: Send + 'static {
+    /// Decode `payload` and start the ask for the peer's call `corr` on
+    /// `session`; the future answers with the encoded reply or reply stream.
     fn ask(
         &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
+        payload: &[u8],
+        scope: SharedScope,
         session: &Arc<Session>,
         corr: u64,
     ) -> Result<ServeFuture, WireError>;
+}
 
-    /// A job that tells `target` (waiting for mailbox room: backpressure).
-    fn tell(
-        &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
-    ) -> Result<TellJob, WireError>;
-
-    /// Tell `target` now if its mailbox has room (`None`); if it is full,
-    /// the job that waits for room (`Some`).
+/// A tell target resolved once per tell channel (and message type): it
+/// decodes payloads straight into the message type and tells the actor,
+/// skipping the registry and actor-name lookups of the first tell.
+pub(crate) trait TellTarget: Send + 'static {
+    /// Decode `payload` and tell it now if the mailbox has room (`None`);
+    /// if it is full, the job that waits for room (`Some`).
     fn try_tell(
-        &self,
+        &mut self,
         node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
+        codec: CodecKind,
+        payload: &[u8],
+        scope: SharedScope,
     ) -> Result<Option<TellJob>, WireError>;
+
+    /// Decode `payload` into a job that tells it, waiting for mailbox room
+    /// (backpressure).
+    fn tell(
+        &mut self,
+        codec: CodecKind,
+        payload: &[u8],
+        scope: SharedScope,
+    ) -> Result<TellJob, WireError>;
 }
 
 pub(crate) struct Typed<M>(PhantomData<fn() -> M>);
@@ -82,26 +98,28 @@ fn recipient<M: Message>(node: &Node, target: &str) -> Result<Recipient<M>, Wire
         })
 }
 
-fn downcast<M: WireMessage>(msg: AnyMessage) -> Result<M, WireError> {
-    msg.downcast::<M>()
-        .map(|b| *b)
-        .map_err(|_| WireError::BadPayload {
-            reason: format!("registry decoded another type than {}", M::NAME),
-        })
+impl<M: RemoteMessage> Inbound for Typed<M> {
+    fn ask_target(&self, node: &Node, target: &str) -> Result<Box<dyn AskTarget>, WireError> {
+        Ok(Box::new(UnaryAsk(recipient::<M>(node, target)?)))
+    }
+
+    fn tell_target(&self, node: &Node, target: &str) -> Result<Box<dyn TellTarget>, WireError> {
+        TypedTarget::<M>::resolve(node, target)
+    }
 }
 
-impl<M: RemoteMessage> Inbound for Typed<M> {
+struct UnaryAsk<M: Message>(Recipient<M>);
+
+impl<M: RemoteMessage> AskTarget for UnaryAsk<M> {
     fn ask(
         &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
+        payload: &[u8],
+        scope: SharedScope,
         session: &Arc<Session>,
         corr: u64,
     ) -> Result<ServeFuture, WireError> {
-        let to = recipient::<M>(node, target)?;
-        let msg = downcast::<M>(msg)?;
+        let msg: M = session.agreed.decode_with.decode(payload)?;
+        let to = self.0.clone();
         let codec = session.codec();
         Ok(Box::pin(async move {
             let reply = scoped_ask(to, msg, scope).await?;
@@ -115,26 +133,6 @@ impl<M: RemoteMessage> Inbound for Typed<M> {
             Ok(Served::Unary(frame))
         }))
     }
-
-    fn tell(
-        &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
-    ) -> Result<TellJob, WireError> {
-        tell_to::<M>(node, target, msg, scope)
-    }
-
-    fn try_tell(
-        &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
-    ) -> Result<Option<TellJob>, WireError> {
-        try_tell_to::<M>(node, target, msg, scope)
-    }
 }
 
 /// Server streaming: the handler's reply is a stream.
@@ -147,42 +145,32 @@ impl<M> TypedStream<M> {
 }
 
 impl<M: RemoteStream> Inbound for TypedStream<M> {
+    fn ask_target(&self, node: &Node, target: &str) -> Result<Box<dyn AskTarget>, WireError> {
+        Ok(Box::new(StreamAsk(recipient::<M>(node, target)?)))
+    }
+
+    fn tell_target(&self, node: &Node, target: &str) -> Result<Box<dyn TellTarget>, WireError> {
+        TypedTarget::<M>::resolve(node, target)
+    }
+}
+
+struct StreamAsk<M: Message>(Recipient<M>);
+
+impl<M: RemoteStream> AskTarget for StreamAsk<M> {
     fn ask(
         &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
+        payload: &[u8],
+        scope: SharedScope,
         session: &Arc<Session>,
         _corr: u64,
     ) -> Result<ServeFuture, WireError> {
-        let to = recipient::<M>(node, target)?;
-        let msg = downcast::<M>(msg)?;
+        let msg: M = session.agreed.decode_with.decode(payload)?;
+        let to = self.0.clone();
         let codec = session.codec();
         Ok(Box::pin(async move {
             let items = scoped_ask(to, msg, scope).await?.into_stream();
             Ok(serve_stream(items, codec))
         }))
-    }
-
-    fn tell(
-        &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
-    ) -> Result<TellJob, WireError> {
-        tell_to::<M>(node, target, msg, scope)
-    }
-
-    fn try_tell(
-        &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
-    ) -> Result<Option<TellJob>, WireError> {
-        try_tell_to::<M>(node, target, msg, scope)
     }
 }
 
@@ -197,17 +185,29 @@ impl<O> TypedDuplex<O> {
 }
 
 impl<O: RemoteDuplex> Inbound for TypedDuplex<O> {
+    fn ask_target(&self, node: &Node, target: &str) -> Result<Box<dyn AskTarget>, WireError> {
+        Ok(Box::new(DuplexAsk(recipient::<Duplex<O>>(node, target)?)))
+    }
+
+    fn tell_target(&self, _: &Node, _: &str) -> Result<Box<dyn TellTarget>, WireError> {
+        Err(WireError::BadPayload {
+            reason: format!("{} opens a bidirectional stream: ask it", O::NAME),
+        })
+    }
+}
+
+struct DuplexAsk<O: RemoteDuplex>(Recipient<Duplex<O>>);
+
+impl<O: RemoteDuplex> AskTarget for DuplexAsk<O> {
     fn ask(
         &self,
-        node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
+        payload: &[u8],
+        scope: SharedScope,
         session: &Arc<Session>,
         corr: u64,
     ) -> Result<ServeFuture, WireError> {
-        let to = recipient::<Duplex<O>>(node, target)?;
-        let open = downcast::<O>(msg)?;
+        let open: O = session.agreed.decode_with.decode(payload)?;
+        let to = self.0.clone();
         let codec = session.codec();
         let (feed, input) = remote_items::<O::In>(session, corr, false);
         session.open_feed(corr, false, feed);
@@ -217,37 +217,73 @@ impl<O: RemoteDuplex> Inbound for TypedDuplex<O> {
             Ok(serve_stream(items, codec))
         }))
     }
+}
 
-    fn tell(&self, _: &Node, _: &str, _: AnyMessage, _: CallScope) -> Result<TellJob, WireError> {
-        Err(WireError::BadPayload {
-            reason: format!("{} opens a bidirectional stream: ask it", O::NAME),
-        })
+/// The resolved [`TellTarget`] of a message type `M`.
+struct TypedTarget<M: Message> {
+    name: Box<str>,
+    to: Recipient<M>,
+}
+
+impl<M: WireMessage + Message> TypedTarget<M> {
+    fn resolve(node: &Node, target: &str) -> Result<Box<dyn TellTarget>, WireError> {
+        Ok(Box::new(Self {
+            name: target.into(),
+            to: recipient::<M>(node, target)?,
+        }))
     }
 
+    /// Tell now, or hand back the job that waits for room; `Err` gives the
+    /// message back if the actor is closed.
+    fn deliver(&self, msg: M, scope: SharedScope) -> Result<Option<TellJob>, M> {
+        match scope.enter(|| self.to.try_tell(msg)) {
+            Ok(()) => Ok(None),
+            Err(TrySendError::Full { msg, .. }) => Ok(Some(tell_job(self.to.clone(), msg, scope))),
+            Err(TrySendError::Closed { msg, .. }) => Err(msg),
+            Err(e) => {
+                tracing::debug!(error = %e, "remote tell not delivered");
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl<M: WireMessage + Message> TellTarget for TypedTarget<M> {
     fn try_tell(
-        &self,
+        &mut self,
         node: &Node,
-        target: &str,
-        msg: AnyMessage,
-        scope: CallScope,
+        codec: CodecKind,
+        payload: &[u8],
+        scope: SharedScope,
     ) -> Result<Option<TellJob>, WireError> {
-        self.tell(node, target, msg, scope).map(Some)
+        let msg: M = codec.decode(payload)?;
+        let msg = match self.deliver(msg, scope.clone()) {
+            Ok(job) => return Ok(job),
+            Err(msg) => msg,
+        };
+        // The actor stopped; another may have taken its name since.
+        self.to = recipient::<M>(node, &self.name)?;
+        match self.deliver(msg, scope) {
+            Ok(job) => Ok(job),
+            Err(_) => {
+                tracing::debug!(target = %self.name, "remote tell not delivered: actor stopped");
+                Ok(None)
+            }
+        }
+    }
+
+    fn tell(
+        &mut self,
+        codec: CodecKind,
+        payload: &[u8],
+        scope: SharedScope,
+    ) -> Result<TellJob, WireError> {
+        let msg: M = codec.decode(payload)?;
+        Ok(tell_job(self.to.clone(), msg, scope))
     }
 }
 
-/// The job that tells the decoded `msg` to `target`.
-fn tell_to<M: WireMessage + Message>(
-    node: &Node,
-    target: &str,
-    msg: AnyMessage,
-    scope: CallScope,
-) -> Result<TellJob, WireError> {
-    let to = recipient::<M>(node, target)?;
-    let msg = downcast::<M>(msg)?;
-    Ok(tell_job(to, msg, scope))
-}
-
-fn tell_job<M: Message>(to: Recipient<M>, msg: M, scope: CallScope) -> TellJob {
+fn tell_job<M: Message>(to: Recipient<M>, msg: M, scope: SharedScope) -> TellJob {
     Box::pin(Scoped {
         scope,
         fut: Box::pin(async move {
@@ -258,32 +294,12 @@ fn tell_job<M: Message>(to: Recipient<M>, msg: M, scope: CallScope) -> TellJob {
     })
 }
 
-/// Tells the decoded `msg` to `target` now if its mailbox has room
-/// (`None`); if it is full, the job that waits for room.
-fn try_tell_to<M: WireMessage + Message>(
-    node: &Node,
-    target: &str,
-    msg: AnyMessage,
-    scope: CallScope,
-) -> Result<Option<TellJob>, WireError> {
-    let to = recipient::<M>(node, target)?;
-    let msg = downcast::<M>(msg)?;
-    match scope.enter(|| to.try_tell(msg)) {
-        Ok(()) => Ok(None),
-        Err(TrySendError::Full { msg, .. }) => Ok(Some(tell_job(to, msg, scope))),
-        Err(e) => {
-            tracing::debug!(error = %e, "remote tell not delivered");
-            Ok(None)
-        }
-    }
-}
-
 /// Asks `to` with `scope` as the current request (deadline, trace, caller,
 /// cancel), failing as the caller should see it.
 async fn scoped_ask<M: Message>(
     to: Recipient<M>,
     msg: M,
-    scope: CallScope,
+    scope: SharedScope,
 ) -> Result<M::Reply, WireError> {
     let fut = Scoped {
         scope,
@@ -300,7 +316,7 @@ fn serve_stream<T: Serialize + Send + 'static>(items: ReplyStream<T>, codec: Cod
 /// Polls `fut` with `scope` as the current request, so the ask or tell it
 /// creates carries the remote call's deadline, trace, caller and cancel.
 pub(crate) struct Scoped<F> {
-    pub(crate) scope: CallScope,
+    pub(crate) scope: SharedScope,
     pub(crate) fut: Pin<Box<F>>,
 }
 

@@ -23,10 +23,20 @@ pub(crate) struct RemoteSink<M> {
     remote: Arc<RemoteInner>,
     peer: Arc<str>,
     target: WireStr,
-    /// The live session to `peer` and its tell channel to `target`, kept
-    /// while the session lives (saves two table lookups per tell).
-    route: Mutex<Option<(Arc<Session>, Arc<TellChannel>)>>,
+    /// The live session to `peer`, kept while the session lives (saves
+    /// the table lookups and the handshake check of every call).
+    route: Mutex<Option<Arc<Route>>>,
     _message: PhantomData<fn(M)>,
+}
+
+/// How calls of one sink reach the peer over one session.
+struct Route {
+    session: Arc<Session>,
+    /// The tell channel to the target.
+    channel: Arc<TellChannel>,
+    /// Why the peer takes no `M` (it does not expose it, or not at this
+    /// version), from the handshake.
+    refused: Option<WireError>,
 }
 
 impl<M> RemoteSink<M> {
@@ -44,18 +54,34 @@ impl<M> RemoteSink<M> {
         format!("{}@{}", self.target, self.peer)
     }
 
-    /// The live session to the peer and the tell channel to the target.
-    fn route(&self) -> Option<(Arc<Session>, Arc<TellChannel>)> {
+    /// The route over the live session to the peer, for the sink's
+    /// message type (`name`, `version`).
+    fn route(&self, name: &str, version: u32) -> Option<Arc<Route>> {
         let mut route = lock(&self.route);
-        if let Some((s, ch)) = route.as_ref()
-            && s.is_alive()
+        if let Some(r) = route.as_ref()
+            && r.session.is_alive()
         {
-            return Some((Arc::clone(s), Arc::clone(ch)));
+            return Some(Arc::clone(r));
         }
-        let s = self.remote.session(&self.peer)?;
-        let ch = s.channel(&self.target);
-        *route = Some((Arc::clone(&s), Arc::clone(&ch)));
-        Some((s, ch))
+        let session = self.remote.session(&self.peer)?;
+        let fresh = Arc::new(Route {
+            channel: session.channel(&self.target),
+            refused: session.agreed.check_call(name, version).err(),
+            session,
+        });
+        *route = Some(Arc::clone(&fresh));
+        Some(fresh)
+    }
+
+    /// The route, if the peer is connected and takes the message.
+    fn checked_route(&self, name: &str, version: u32) -> Result<Arc<Route>, AskError> {
+        let route = self
+            .route(name, version)
+            .ok_or_else(|| self.unavailable())?;
+        match &route.refused {
+            None => Ok(route),
+            Some(e) => Err(from_wire(e.clone(), &self.peer)),
+        }
     }
 
     fn unavailable(&self) -> AskError {
@@ -113,17 +139,12 @@ impl<M> RemoteSink<M> {
         if budget.is_zero() {
             return Err(AskError::DeadlineExceeded);
         }
-        let s = self
-            .remote
-            .session(&self.peer)
-            .ok_or_else(|| self.unavailable())?;
-        s.agreed
-            .check_call(W::NAME, W::VERSION)
-            .map_err(|e| from_wire(e, &self.peer))?;
+        let route = self.checked_route(W::NAME, W::VERSION)?;
+        let s = &route.session;
         let (tx, rx) = oneshot::channel();
         let corr = lock(&s.pending).insert(tx);
         let mut guard = CancelOnDrop {
-            session: &s,
+            session: s,
             corr,
             armed: true,
         };
@@ -138,14 +159,14 @@ impl<M> RemoteSink<M> {
             )
             .map_err(|e| from_wire(e, &self.peer))?;
         drop(msg);
-        registered(&s, corr);
+        registered(s, corr);
         if s.tx.send(frame).await.is_err() {
             guard.armed = false;
             lock(&s.pending).take(corr);
             s.forget_stream(corr, true);
             return Err(self.unavailable());
         }
-        sent(&s, corr);
+        sent(s, corr);
         let sleep = plexus_runtime::remote::deadline(node, deadline);
         let answer = tokio::select! {
             biased;
@@ -159,7 +180,7 @@ impl<M> RemoteSink<M> {
                     s.forget_stream(corr, true);
                 }
                 drop(guard);
-                Ok((s, env))
+                Ok((Arc::clone(s), env))
             }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(self.unavailable()),
@@ -239,11 +260,12 @@ impl Drop for CancelOnDrop<'_> {
 impl<M: WireMessage + Message> RemoteSink<M> {
     fn try_tell_wire(&self, msg: M) -> Result<(), TrySendError<M>> {
         let id = ActorId::REMOTE;
-        let Some((s, ch)) = self.route() else {
+        let Some(route) = self.route(M::NAME, M::VERSION) else {
             return Err(TrySendError::Closed { msg, id });
         };
-        if let Err(e) = s.agreed.check_call(M::NAME, M::VERSION) {
-            let error = from_wire(e, &self.peer);
+        let (s, ch) = (&route.session, &route.channel);
+        if let Some(e) = &route.refused {
+            let error = from_wire(e.clone(), &self.peer);
             return Err(TrySendError::Rejected { msg, error });
         }
         if let Some(error) = ch.take_refusal() {
@@ -286,17 +308,24 @@ impl<M: WireMessage + Message> RemoteSink<M> {
         let trace = current_call().and_then(|c| c.trace);
         Box::pin(async move {
             let id = ActorId::REMOTE;
-            let Some((s, ch)) = self.route() else {
+            let Some(route) = self.route(M::NAME, M::VERSION) else {
                 return Err(SendError::Closed { msg, id });
             };
-            if let Err(e) = s.agreed.check_call(M::NAME, M::VERSION) {
-                let error = from_wire(e, &self.peer);
+            let (s, ch) = (&route.session, &route.channel);
+            if let Some(e) = &route.refused {
+                let error = from_wire(e.clone(), &self.peer);
                 return Err(SendError::Rejected { msg, error });
             }
             if let Some(error) = ch.take_refusal() {
                 return Err(SendError::Rejected { msg, error });
             }
-            match ch.credits.acquire().await {
+            // Credit is usually there: no acquire future then.
+            let credit = match ch.credits.try_acquire() {
+                Ok(p) => Ok(p),
+                Err(TryAcquireError::NoPermits) => ch.credits.acquire().await,
+                Err(TryAcquireError::Closed) => return Err(SendError::Closed { msg, id }),
+            };
+            match credit {
                 Ok(p) => p.forget(),
                 Err(_) => return Err(SendError::Closed { msg, id }),
             }

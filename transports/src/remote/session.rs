@@ -13,21 +13,26 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use plexus_codecs::{
-    Agreed, Codec, CodecKind, Envelope, Kind, Target, TraceParent, WireError, WireMessage, WireStr,
+    Agreed, Codec, CodecKind, Envelope, Kind, MessageId, Target, TraceParent, WireError,
+    WireMessage, WireStr,
 };
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
-use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender};
+use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender, SharedScope};
 use plexus_runtime::trace::TraceContext;
 use plexus_runtime::{AskError, BoxFuture};
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::RemoteInner;
-use super::inbound::{Served, TellJob};
+use super::inbound::{AskTarget, Served, TellJob, TellTarget};
 use super::stream::{self, Feed, STREAM_WINDOW, stream_error};
 
 /// Tells one sender may have queued at one target before the receiver
 /// grants credit back (a protocol constant both sides assume).
 pub const TELL_WINDOW: usize = 256;
+
+/// Frames the reader takes with `try_recv` before it waits on the link
+/// again (which also grants owed credit and polls the asks it serves).
+const BURST: usize = 64;
 
 pub(crate) type Answer = Result<Envelope, AskError>;
 
@@ -70,7 +75,22 @@ struct InChannel {
     queued: Arc<AtomicUsize>,
     /// Credit for tells the reader put in the mailbox itself, not yet granted.
     owed: u64,
+    /// The targets this channel's tells resolved to, by message type.
+    targets: Vec<CachedTarget>,
 }
+
+/// Where a channel's tells of one message type go, resolved on the first
+/// such tell: later ones skip the registry and actor-name lookups.
+struct CachedTarget {
+    message: WireStr,
+    version: u32,
+    target: WireStr,
+    to: Box<dyn TellTarget>,
+}
+
+/// Message types a tell channel remembers targets for (a channel carries
+/// one target; a sender rarely tells it more than a few types).
+const CACHED_TARGETS: usize = 8;
 
 /// What the reader keeps between frames.
 #[derive(Default)]
@@ -78,12 +98,69 @@ struct ReaderState {
     channels: HashMap<u64, InChannel>,
     /// Channels that may have credit owed, granted when the reader idles.
     owing: Vec<u64>,
+    /// Where asks went, by message type and target, while the node's
+    /// registry stays at `generation`.
+    asks: Vec<CachedAsk>,
+    generation: u64,
+}
+
+/// A resolved ask target (see [`ReaderState::ask_target`]).
+struct CachedAsk {
+    message: WireStr,
+    version: u32,
+    target: WireStr,
+    to: Box<dyn AskTarget>,
+}
+
+/// Ask targets the reader remembers.
+const CACHED_ASKS: usize = 16;
+
+impl ReaderState {
+    /// The ask target for `message` at `target`: resolved through the
+    /// codecs registry and the node's name registry the first time, then
+    /// remembered until the name registry changes.
+    fn ask_target(
+        &mut self,
+        remote: &RemoteInner,
+        message: &MessageId,
+        target: &str,
+    ) -> Result<&dyn AskTarget, WireError> {
+        let generation = remote.node.registry().generation();
+        if generation != self.generation {
+            self.asks.clear();
+            self.generation = generation;
+        }
+        let cached = self.asks.iter().position(|a| {
+            a.version == message.version && a.message == message.name && *a.target == *target
+        });
+        let at = if let Some(at) = cached {
+            at
+        } else {
+            let inbound = remote.registry.lookup(&message.name, message.version)?;
+            let to = inbound.ask_target(&remote.node, target)?;
+            if self.asks.len() == CACHED_ASKS {
+                self.asks.remove(0);
+            }
+            // Owned copies: slices would pin the frame's whole buffer.
+            self.asks.push(CachedAsk {
+                message: WireStr::from(message.name.to_string()),
+                version: message.version,
+                target: WireStr::from(target.to_owned()),
+                to,
+            });
+            self.asks.len() - 1
+        };
+        Ok(&*self.asks[at].to)
+    }
 }
 
 pub(crate) struct Session {
     pub(crate) peer: Arc<str>,
     pub(crate) tx: Arc<dyn FrameSender>,
     pub(crate) agreed: Agreed,
+    /// What a request carrying neither deadline nor trace runs under: the
+    /// caller's identity only, built once.
+    caller_scope: SharedScope,
     /// Whether this node opened the link.
     pub(crate) opened_here: bool,
     pub(crate) pending: Mutex<Pending<oneshot::Sender<Answer>>>,
@@ -111,6 +188,7 @@ impl Session {
         opened_here: bool,
     ) -> Self {
         Self {
+            caller_scope: CallScope::new().caller(Arc::clone(&peer)).share(),
             peer,
             tx,
             agreed,
@@ -298,8 +376,16 @@ impl Session {
         let _ = span;
         let mut serving: FuturesUnordered<Serving> = FuturesUnordered::new();
         let mut state = ReaderState::default();
+        // This task's waker, to start the asks of a burst as they arrive.
+        let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let mut burst = 0;
         loop {
-            let next = {
+            let ready = if burst < BURST { rx.try_recv() } else { None };
+            let next = if let Some(frame) = ready {
+                burst += 1;
+                Ok(frame)
+            } else {
+                burst = 0;
                 let mut recv = rx.recv();
                 poll_fn(|cx| {
                     while let Poll::Ready(Some(_)) = serving.poll_next_unpin(cx) {}
@@ -330,6 +416,9 @@ impl Session {
             };
             if let Some(s) = self.on_envelope(env, &remote, &mut state) {
                 serving.push(s);
+                // Put the ask in the mailbox now, not after the burst.
+                let mut cx = std::task::Context::from_waker(&waker);
+                while let Poll::Ready(Some(_)) = serving.poll_next_unpin(&mut cx) {}
             }
         }
         self.shutdown();
@@ -400,7 +489,7 @@ impl Session {
                 }
             }
             Kind::Tell => self.on_tell(env, remote, state),
-            Kind::Ask => return self.on_ask(env, remote),
+            Kind::Ask => return self.on_ask(env, remote, state),
             Kind::Cancel if env.from_callee => {
                 // The callee of our call stopped reading its input.
                 self.stop_upload(corr);
@@ -450,7 +539,7 @@ impl Session {
         let channel = env.correlation;
         let ch = state.channels.entry(channel).or_default();
         let direct = ch.queued.load(Ordering::Acquire) == 0;
-        let job = match self.dispatch_tell(&env, remote, direct) {
+        let job = match self.dispatch_tell(&env, remote, ch, direct) {
             Ok(job) => job,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
@@ -498,22 +587,46 @@ impl Session {
         &self,
         env: &Envelope,
         remote: &RemoteInner,
+        ch: &mut InChannel,
         direct: bool,
     ) -> Result<Option<TellJob>, WireError> {
         let target = target_name(env)?;
-        let decoded = remote
-            .registry
-            .decode_envelope(self.agreed.decode_with, env)?;
-        let scope = self.scope(env, remote);
-        if direct {
-            decoded
-                .handler
-                .try_tell(&remote.node, target, decoded.value, scope)
+        let Some(message) = &env.message else {
+            return Err(WireError::BadPayload {
+                reason: "envelope names no message".to_owned(),
+            });
+        };
+        let cached = ch.targets.iter().position(|t| {
+            t.version == message.version && t.message == message.name && *t.target == *target
+        });
+        let at = if let Some(at) = cached {
+            at
         } else {
-            decoded
-                .handler
-                .tell(&remote.node, target, decoded.value, scope)
-                .map(Some)
+            let inbound = remote.registry.lookup(&message.name, message.version)?;
+            let to = inbound.tell_target(&remote.node, target)?;
+            if ch.targets.len() == CACHED_TARGETS {
+                ch.targets.remove(0);
+            }
+            // Owned copies: slices would pin the frame's whole buffer.
+            ch.targets.push(CachedTarget {
+                message: WireStr::from(message.name.to_string()),
+                version: message.version,
+                target: WireStr::from(target.to_owned()),
+                to,
+            });
+            ch.targets.len() - 1
+        };
+        let scope = if env.deadline.is_none() && env.traceparent.is_none() {
+            self.caller_scope.with_correlation(env.correlation)
+        } else {
+            self.scope(env, remote).share()
+        };
+        let codec = self.agreed.decode_with;
+        let to = &mut ch.targets[at].to;
+        if direct {
+            to.try_tell(&remote.node, codec, &env.payload, scope)
+        } else {
+            to.tell(codec, &env.payload, scope).map(Some)
         }
     }
 
@@ -540,7 +653,12 @@ impl Session {
         tx
     }
 
-    fn on_ask(self: &Arc<Self>, env: Envelope, remote: &Arc<RemoteInner>) -> Option<Serving> {
+    fn on_ask(
+        self: &Arc<Self>,
+        env: Envelope,
+        remote: &Arc<RemoteInner>,
+        state: &mut ReaderState,
+    ) -> Option<Serving> {
         let corr = env.correlation;
         match env.deadline {
             Some(b) if b.is_zero() => {
@@ -551,15 +669,15 @@ impl Session {
         }
         let started = (|| {
             let target = target_name(&env)?;
-            let decoded = remote
-                .registry
-                .decode_envelope(self.agreed.decode_with, &env)?;
+            let Some(message) = &env.message else {
+                return Err(WireError::BadPayload {
+                    reason: "envelope names no message".to_owned(),
+                });
+            };
+            let to = state.ask_target(remote, message, target)?;
             let cancel = CancelToken::new();
-            let scope = self.scope(&env, remote).cancel(cancel.clone());
-            let fut =
-                decoded
-                    .handler
-                    .ask(&remote.node, target, decoded.value, scope, self, corr)?;
+            let scope = self.scope(&env, remote).cancel(cancel.clone()).share();
+            let fut = to.ask(&env.payload, scope, self, corr)?;
             Ok::<_, WireError>((fut, cancel))
         })();
         let (fut, cancel) = match started {
