@@ -89,6 +89,7 @@ mod spawn;
 pub mod storage;
 pub mod stream;
 pub mod supervision;
+mod sync;
 mod timer;
 pub mod trace;
 
