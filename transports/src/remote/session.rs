@@ -75,22 +75,63 @@ struct InChannel {
     queued: Arc<AtomicUsize>,
     /// Credit for tells the reader put in the mailbox itself, not yet granted.
     owed: u64,
-    /// The targets this channel's tells resolved to, by message type.
-    targets: Vec<CachedTarget>,
+    /// The targets this channel's tells resolved to, by message type (a
+    /// channel carries one target; a sender rarely tells it more than a
+    /// few types).
+    targets: TargetCache<Box<dyn TellTarget>, 8>,
 }
 
-/// Where a channel's tells of one message type go, resolved on the first
-/// such tell: later ones skip the registry and actor-name lookups.
-struct CachedTarget {
-    message: WireStr,
-    version: u32,
-    target: WireStr,
-    to: Box<dyn TellTarget>,
+/// Resolved targets by (message name, version, actor name), oldest
+/// evicted first: requests after the first skip the codecs registry and
+/// the actor-name lookup.
+struct TargetCache<T, const N: usize> {
+    entries: Vec<(WireStr, u32, WireStr, T)>,
 }
 
-/// Message types a tell channel remembers targets for (a channel carries
-/// one target; a sender rarely tells it more than a few types).
-const CACHED_TARGETS: usize = 8;
+impl<T, const N: usize> Default for TargetCache<T, N> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T, const N: usize> TargetCache<T, N> {
+    /// The target of `message` at `target`, resolved by `resolve` the first
+    /// time.
+    fn get_or_resolve(
+        &mut self,
+        message: &MessageId,
+        target: &str,
+        resolve: impl FnOnce() -> Result<T, WireError>,
+    ) -> Result<&mut T, WireError> {
+        let cached = self.entries.iter().position(|(name, version, to, _)| {
+            *version == message.version && *name == message.name && **to == *target
+        });
+        let at = match cached {
+            Some(at) => at,
+            None => {
+                let resolved = resolve()?;
+                if self.entries.len() == N {
+                    self.entries.remove(0);
+                }
+                // Owned copies: slices would pin the frame's whole buffer.
+                self.entries.push((
+                    WireStr::from(message.name.to_string()),
+                    message.version,
+                    WireStr::from(target.to_owned()),
+                    resolved,
+                ));
+                self.entries.len() - 1
+            }
+        };
+        Ok(&mut self.entries[at].3)
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
 
 /// What the reader keeps between frames.
 #[derive(Default)]
@@ -100,20 +141,9 @@ struct ReaderState {
     owing: Vec<u64>,
     /// Where asks went, by message type and target, while the node's
     /// registry stays at `generation`.
-    asks: Vec<CachedAsk>,
+    asks: TargetCache<Box<dyn AskTarget>, 16>,
     generation: u64,
 }
-
-/// A resolved ask target (see [`ReaderState::ask_target`]).
-struct CachedAsk {
-    message: WireStr,
-    version: u32,
-    target: WireStr,
-    to: Box<dyn AskTarget>,
-}
-
-/// Ask targets the reader remembers.
-const CACHED_ASKS: usize = 16;
 
 impl ReaderState {
     /// The ask target for `message` at `target`: resolved through the
@@ -130,27 +160,13 @@ impl ReaderState {
             self.asks.clear();
             self.generation = generation;
         }
-        let cached = self.asks.iter().position(|a| {
-            a.version == message.version && a.message == message.name && *a.target == *target
-        });
-        let at = if let Some(at) = cached {
-            at
-        } else {
-            let inbound = remote.registry.lookup(&message.name, message.version)?;
-            let to = inbound.ask_target(&remote.node, target)?;
-            if self.asks.len() == CACHED_ASKS {
-                self.asks.remove(0);
-            }
-            // Owned copies: slices would pin the frame's whole buffer.
-            self.asks.push(CachedAsk {
-                message: WireStr::from(message.name.to_string()),
-                version: message.version,
-                target: WireStr::from(target.to_owned()),
-                to,
-            });
-            self.asks.len() - 1
-        };
-        Ok(&*self.asks[at].to)
+        let to = self.asks.get_or_resolve(message, target, || {
+            remote
+                .registry
+                .lookup(&message.name, message.version)?
+                .ask_target(&remote.node, target)
+        })?;
+        Ok(&**to)
     }
 }
 
@@ -596,33 +612,18 @@ impl Session {
                 reason: "envelope names no message".to_owned(),
             });
         };
-        let cached = ch.targets.iter().position(|t| {
-            t.version == message.version && t.message == message.name && *t.target == *target
-        });
-        let at = if let Some(at) = cached {
-            at
-        } else {
-            let inbound = remote.registry.lookup(&message.name, message.version)?;
-            let to = inbound.tell_target(&remote.node, target)?;
-            if ch.targets.len() == CACHED_TARGETS {
-                ch.targets.remove(0);
-            }
-            // Owned copies: slices would pin the frame's whole buffer.
-            ch.targets.push(CachedTarget {
-                message: WireStr::from(message.name.to_string()),
-                version: message.version,
-                target: WireStr::from(target.to_owned()),
-                to,
-            });
-            ch.targets.len() - 1
-        };
+        let to = ch.targets.get_or_resolve(message, target, || {
+            remote
+                .registry
+                .lookup(&message.name, message.version)?
+                .tell_target(&remote.node, target)
+        })?;
         let scope = if env.deadline.is_none() && env.traceparent.is_none() {
             self.caller_scope.with_correlation(env.correlation)
         } else {
             self.scope(env, remote).share()
         };
         let codec = self.agreed.decode_with;
-        let to = &mut ch.targets[at].to;
         if direct {
             to.try_tell(&remote.node, codec, &env.payload, scope)
         } else {
