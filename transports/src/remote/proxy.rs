@@ -258,17 +258,23 @@ impl Drop for CancelOnDrop<'_> {
 }
 
 impl<M: WireMessage + Message> RemoteSink<M> {
+    /// Why this tell must be refused: the peer does not expose `M` at this
+    /// version (from the handshake), or it refused an earlier tell of this
+    /// channel (reported once).
+    fn refusal(&self, route: &Route) -> Option<AskError> {
+        if let Some(e) = &route.refused {
+            return Some(from_wire(e.clone(), &self.peer));
+        }
+        route.channel.take_refusal()
+    }
+
     fn try_tell_wire(&self, msg: M) -> Result<(), TrySendError<M>> {
         let id = ActorId::REMOTE;
         let Some(route) = self.route(M::NAME, M::VERSION) else {
             return Err(TrySendError::Closed { msg, id });
         };
         let (s, ch) = (&route.session, &route.channel);
-        if let Some(e) = &route.refused {
-            let error = from_wire(e.clone(), &self.peer);
-            return Err(TrySendError::Rejected { msg, error });
-        }
-        if let Some(error) = ch.take_refusal() {
+        if let Some(error) = self.refusal(&route) {
             return Err(TrySendError::Rejected { msg, error });
         }
         match ch.credits.try_acquire() {
@@ -312,11 +318,7 @@ impl<M: WireMessage + Message> RemoteSink<M> {
                 return Err(SendError::Closed { msg, id });
             };
             let (s, ch) = (&route.session, &route.channel);
-            if let Some(e) = &route.refused {
-                let error = from_wire(e.clone(), &self.peer);
-                return Err(SendError::Rejected { msg, error });
-            }
-            if let Some(error) = ch.take_refusal() {
+            if let Some(error) = self.refusal(&route) {
                 return Err(SendError::Rejected { msg, error });
             }
             // Credit is usually there: no acquire future then.
