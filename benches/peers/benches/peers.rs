@@ -564,30 +564,26 @@ mod xtra_peer {
 
 // ----------------------------------------------------------------- groups
 
-fn tell(c: &mut Criterion) {
-    let rt = multi_thread();
-    let mut group = c.benchmark_group("tell");
+/// `tell` and `tell_ct` run the same workload; only the runtime differs
+/// (actix brings its own system, told whether to use two workers).
+fn tell_group(c: &mut Criterion, name: &str, rt: &Runtime, multi: bool) {
+    let mut group = c.benchmark_group(name);
     configure(&mut group, TELL_N, true);
-    bench_tell_plexus(&mut group, &rt);
-    bench_tell_flume(&mut group, &rt);
-    actix_peer::tell(&mut group, true);
-    ractor_peer::tell(&mut group, &rt);
-    kameo_peer::tell(&mut group, &rt);
-    xtra_peer::tell(&mut group, &rt);
+    bench_tell_plexus(&mut group, rt);
+    bench_tell_flume(&mut group, rt);
+    actix_peer::tell(&mut group, multi);
+    ractor_peer::tell(&mut group, rt);
+    kameo_peer::tell(&mut group, rt);
+    xtra_peer::tell(&mut group, rt);
     group.finish();
 }
 
+fn tell(c: &mut Criterion) {
+    tell_group(c, "tell", &multi_thread(), true);
+}
+
 fn tell_ct(c: &mut Criterion) {
-    let rt = current_thread();
-    let mut group = c.benchmark_group("tell_ct");
-    configure(&mut group, TELL_N, true);
-    bench_tell_plexus(&mut group, &rt);
-    bench_tell_flume(&mut group, &rt);
-    actix_peer::tell(&mut group, false);
-    ractor_peer::tell(&mut group, &rt);
-    kameo_peer::tell(&mut group, &rt);
-    xtra_peer::tell(&mut group, &rt);
-    group.finish();
+    tell_group(c, "tell_ct", &current_thread(), false);
 }
 
 fn ask(c: &mut Criterion) {
