@@ -35,7 +35,11 @@ async fn a_peer_signed_by_another_ca_is_refused_and_reaches_no_actor() {
     .unwrap();
     let r = a.connect_once("b", b.local_addr().unwrap()).await;
     assert!(r.is_err(), "refused: {r:?}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("b refuses a", Duration::from_secs(5), || {
+        b.stats().refused == 1
+    })
+    .await;
+    assert_eq!(b.stats().accepted, 0);
     assert!(ms[1].remote.peers().is_empty(), "no session on b");
     assert_eq!(ms[1].stats.handled.load(Ordering::SeqCst), 0);
     let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
@@ -69,7 +73,11 @@ async fn a_peer_claiming_another_name_is_refused() {
         liar.connect_once("b", b.local_addr().unwrap()),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("b refuses the liar", Duration::from_secs(5), || {
+        b.stats().refused == 1
+    })
+    .await;
+    assert_eq!(b.stats().accepted, 0);
     assert!(ms[1].remote.peers().is_empty());
 }
 
@@ -94,6 +102,11 @@ async fn the_dialer_reconnects_after_the_link_drops() {
         ms[0].remote.is_connected("b") && ms[1].remote.is_connected("a")
     })
     .await;
+    eventually("b accepted a twice", Duration::from_secs(5), || {
+        eps[1].stats().accepted == 2
+    })
+    .await;
+    assert_eq!(eps[1].stats().refused, 0);
     let mut ok = false;
     for _ in 0..50 {
         if echo.ask(Echo("2".into())).await.as_deref() == Ok("2") {
