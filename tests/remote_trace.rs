@@ -56,8 +56,9 @@ async fn spans_on_both_nodes_share_the_trace_id() {
         seen.lock().unwrap().clear();
         let (ms, _net) = cluster(road, 16, Duration::ZERO).await;
         let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+        // Both spans open before the reply exists: the caller's before it
+        // sends, the server's before it runs the handler.
         assert_eq!(echo.ask(Echo("t".into())).await.unwrap(), "t");
-        tokio::time::sleep(Duration::from_millis(20)).await;
         let spans = seen.lock().unwrap().clone();
         let call: Vec<_> = spans.iter().filter(|(n, _)| n == "rpc.call").collect();
         let serve: Vec<_> = spans.iter().filter(|(n, _)| n == "rpc.serve").collect();
