@@ -1,31 +1,9 @@
 //! The remote scenarios on the simulated link.
 
+#[macro_use]
 mod remote_support;
 
-use remote_support::{Road, scenarios};
-
-macro_rules! on_road {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            scenarios::$name(Road::Sim).await;
-        }
-    )*};
-}
-
-on_road!(
-    ask_and_tell_by_name,
-    typed_errors,
-    deadline_chain,
-    expired_while_queued,
-    link_loss_fails_pending_fast,
-    cancel_on_drop,
-    backpressure,
-    server_stream,
-    stream_link_loss,
-    duplex_stream,
-    tell_refusals,
-);
+every_scenario!(Sim);
 
 /// Two nodes that dial each other at once keep one link, the same one on
 /// both sides (the one opened by the node whose name sorts first), in

@@ -8,6 +8,34 @@
     clippy::expect_used
 )]
 
+/// One `#[tokio::test]` per scenario in [`scenarios`], on `Road::$road`: the
+/// simulated link and QUIC run the same list.
+#[allow(unused_macros)] // only the two per-road test files use it
+macro_rules! every_scenario {
+    ($road:ident) => {
+        every_scenario!(
+            @on $road:
+            ask_and_tell_by_name,
+            typed_errors,
+            deadline_chain,
+            expired_while_queued,
+            link_loss_fails_pending_fast,
+            cancel_on_drop,
+            backpressure,
+            server_stream,
+            stream_link_loss,
+            duplex_stream,
+            tell_refusals,
+        );
+    };
+    (@on $road:ident: $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            remote_support::scenarios::$name(remote_support::Road::$road).await;
+        }
+    )*};
+}
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
