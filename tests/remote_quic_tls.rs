@@ -8,9 +8,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use plexus_runtime::prelude::*;
-use plexus_transports::certs::DevCa;
+use plexus_transports::certs::{DevCa, NodeCert};
 use plexus_transports::quic::{QuicConfig, QuicEndpoint};
+use plexus_transports::remote::Remote;
 use remote_support::{Echo, members, scenarios::eventually};
+
+/// An endpoint for node `name` presenting `cert` and trusting `trusted`.
+fn endpoint(remote: &Remote, name: &str, cert: &NodeCert, trusted: &DevCa) -> QuicEndpoint {
+    let config = QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &trusted.cert_pem).unwrap();
+    QuicEndpoint::start(remote, name, config).unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_signed_by_another_ca_is_refused_and_reaches_no_actor() {
@@ -18,21 +25,11 @@ async fn a_peer_signed_by_another_ca_is_refused_and_reaches_no_actor() {
     let ca = DevCa::generate("trusted").unwrap();
     let rogue_ca = DevCa::generate("rogue").unwrap();
     let b_cert = ca.issue("b").unwrap();
-    let b = QuicEndpoint::start(
-        &ms[1].remote,
-        "b",
-        QuicConfig::from_pem(&b_cert.cert_pem, &b_cert.key_pem, &ca.cert_pem).unwrap(),
-    )
-    .unwrap();
+    let b = endpoint(&ms[1].remote, "b", &b_cert, &ca);
     // "a" presents a certificate for the right name from the wrong CA (and
     // trusts the right CA, so only the server side can refuse it).
     let a_cert = rogue_ca.issue("a").unwrap();
-    let a = QuicEndpoint::start(
-        &ms[0].remote,
-        "a",
-        QuicConfig::from_pem(&a_cert.cert_pem, &a_cert.key_pem, &ca.cert_pem).unwrap(),
-    )
-    .unwrap();
+    let a = endpoint(&ms[0].remote, "a", &a_cert, &ca);
     let r = a.connect_once("b", b.local_addr().unwrap()).await;
     assert!(r.is_err(), "refused: {r:?}");
     eventually("b refuses a", Duration::from_secs(5), || {
@@ -54,20 +51,10 @@ async fn a_peer_claiming_another_name_is_refused() {
     let ms = members(16, Duration::ZERO);
     let ca = DevCa::generate("trusted").unwrap();
     let b_cert = ca.issue("b").unwrap();
-    let b = QuicEndpoint::start(
-        &ms[1].remote,
-        "b",
-        QuicConfig::from_pem(&b_cert.cert_pem, &b_cert.key_pem, &ca.cert_pem).unwrap(),
-    )
-    .unwrap();
+    let b = endpoint(&ms[1].remote, "b", &b_cert, &ca);
     // A valid certificate for "c", but the node says it is "a".
     let c_cert = ca.issue("c").unwrap();
-    let liar = QuicEndpoint::start(
-        &ms[0].remote,
-        "a",
-        QuicConfig::from_pem(&c_cert.cert_pem, &c_cert.key_pem, &ca.cert_pem).unwrap(),
-    )
-    .unwrap();
+    let liar = endpoint(&ms[0].remote, "a", &c_cert, &ca);
     let _ = tokio::time::timeout(
         Duration::from_secs(2),
         liar.connect_once("b", b.local_addr().unwrap()),
