@@ -11,7 +11,7 @@ every_scenario!(Quic);
 async fn nodes_that_dial_each_other_settle_on_one_link() {
     use plexus_runtime::Recipient;
     use plexus_transports::certs::DevCa;
-    use plexus_transports::quic::{QuicConfig, QuicEndpoint};
+    use plexus_transports::quic::QuicEndpoint;
     use plexus_transports::remote::Remote;
     use remote_support::{Echo, members};
     use std::time::Duration;
@@ -22,9 +22,7 @@ async fn nodes_that_dial_each_other_settle_on_one_link() {
         .iter()
         .map(|m| {
             let name = m.node.name();
-            let cert = ca.issue(name).unwrap();
-            let config = QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &ca.cert_pem).unwrap();
-            QuicEndpoint::start(&m.remote, name, config).unwrap()
+            remote_support::endpoint(&m.remote, name, &ca.issue(name).unwrap(), &ca)
         })
         .collect();
     endpoints[0].connect("b", endpoints[1].local_addr().unwrap());

@@ -8,16 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use plexus_runtime::prelude::*;
-use plexus_transports::certs::{DevCa, NodeCert};
-use plexus_transports::quic::{QuicConfig, QuicEndpoint};
-use plexus_transports::remote::Remote;
-use remote_support::{Echo, members, scenarios::eventually};
-
-/// An endpoint for node `name` presenting `cert` and trusting `trusted`.
-fn endpoint(remote: &Remote, name: &str, cert: &NodeCert, trusted: &DevCa) -> QuicEndpoint {
-    let config = QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &trusted.cert_pem).unwrap();
-    QuicEndpoint::start(remote, name, config).unwrap()
-}
+use plexus_transports::certs::DevCa;
+use remote_support::{Echo, endpoint, members, scenarios::eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_signed_by_another_ca_is_refused_and_reaches_no_actor() {
@@ -74,9 +66,7 @@ async fn the_dialer_reconnects_after_the_link_drops() {
     let ca = DevCa::generate("trusted").unwrap();
     let mut eps = Vec::new();
     for (m, name) in ms.iter().zip(["a", "b"]) {
-        let cert = ca.issue(name).unwrap();
-        let config = QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &ca.cert_pem).unwrap();
-        eps.push(QuicEndpoint::start(&m.remote, name, config).unwrap());
+        eps.push(endpoint(&m.remote, name, &ca.issue(name).unwrap(), &ca));
     }
     eps[0].connect("b", eps[1].local_addr().unwrap());
     tokio::time::timeout(Duration::from_secs(5), ms[0].remote.connected("b"))

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use plexus_codecs::remote_message;
 use plexus_runtime::prelude::*;
-use plexus_transports::certs::DevCa;
+use plexus_transports::certs::{DevCa, NodeCert};
 use plexus_transports::quic::{QuicConfig, QuicEndpoint};
 use plexus_transports::remote::Remote;
 use plexus_transports::sim::SimNetwork;
@@ -358,10 +358,7 @@ pub async fn cluster(
             let ca = DevCa::generate("test CA").unwrap();
             for m in &mut ms {
                 let name = m.node.name().to_owned();
-                let cert = ca.issue(&name).unwrap();
-                let config =
-                    QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &ca.cert_pem).unwrap();
-                m.quic = Some(QuicEndpoint::start(&m.remote, &name, config).unwrap());
+                m.quic = Some(endpoint(&m.remote, &name, &ca.issue(&name).unwrap(), &ca));
             }
             for (i, j) in [(0, 1), (1, 2), (0, 2)] {
                 let addr = ms[j].quic.as_ref().unwrap().local_addr().unwrap();
@@ -382,3 +379,9 @@ pub async fn cluster(
 }
 
 pub mod scenarios;
+
+/// A QUIC endpoint for node `name` presenting `cert` and trusting `trusted`.
+pub fn endpoint(remote: &Remote, name: &str, cert: &NodeCert, trusted: &DevCa) -> QuicEndpoint {
+    let config = QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &trusted.cert_pem).unwrap();
+    QuicEndpoint::start(remote, name, config).unwrap()
+}
