@@ -13,8 +13,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use plexus_codecs::{
-    Agreed, Codec, CodecKind, Envelope, Kind, MessageId, Target, TraceParent, WireError,
-    WireMessage, WireStr,
+    Agreed, Codec, CodecKind, Envelope, EnvelopeRef, Kind, MessageId, Target, TargetRef,
+    TraceParent, WireError, WireMessage, WireStr,
 };
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
 use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender, SharedScope};
@@ -101,13 +101,14 @@ impl<T, const N: usize> TargetCache<T, N> {
     /// time.
     fn get_or_resolve(
         &mut self,
-        message: &MessageId,
+        (message, version): (&str, u32),
         target: &str,
         resolve: impl FnOnce() -> Result<T, WireError>,
     ) -> Result<&mut T, WireError> {
-        let cached = self.entries.iter().position(|(name, version, to, _)| {
-            *version == message.version && *name == message.name && **to == *target
-        });
+        let cached = self
+            .entries
+            .iter()
+            .position(|(name, v, to, _)| *v == version && **name == *message && **to == *target);
         let at = match cached {
             Some(at) => at,
             None => {
@@ -117,8 +118,8 @@ impl<T, const N: usize> TargetCache<T, N> {
                 }
                 // Owned copies: slices would pin the frame's whole buffer.
                 self.entries.push((
-                    WireStr::from(message.name.to_string()),
-                    message.version,
+                    WireStr::from(message.to_owned()),
+                    version,
                     WireStr::from(target.to_owned()),
                     resolved,
                 ));
@@ -155,12 +156,13 @@ impl ReaderState {
         message: &MessageId,
         target: &str,
     ) -> Result<&dyn AskTarget, WireError> {
+        let id = (message.name.as_str(), message.version);
         let generation = remote.node.registry().generation();
         if generation != self.generation {
             self.asks.clear();
             self.generation = generation;
         }
-        let to = self.asks.get_or_resolve(message, target, || {
+        let to = self.asks.get_or_resolve(id, target, || {
             remote
                 .registry
                 .lookup(&message.name, message.version)?
@@ -420,17 +422,24 @@ impl Session {
                     break;
                 }
             };
-            let env = match Envelope::decode(frame) {
-                Ok(env) => env,
+            let Some(remote) = remote.upgrade() else {
+                break;
+            };
+            // Tells, the bulk of traffic, are read in place; the rest as
+            // owned envelopes (a reply is handed to its caller).
+            let decoded = if EnvelopeRef::peek_kind(&frame) == Some(Kind::Tell) {
+                EnvelopeRef::decode(&frame).map(|env| self.on_tell(&env, &remote, &mut state))
+            } else {
+                Envelope::decode(frame).map(|env| self.on_envelope(env, &remote, &mut state))
+            };
+            let serve = match decoded {
+                Ok(serve) => serve,
                 Err(e) => {
                     tracing::warn!(peer = %self.peer, error = %e, "undecodable frame dropped");
                     continue;
                 }
             };
-            let Some(remote) = remote.upgrade() else {
-                break;
-            };
-            if let Some(s) = self.on_envelope(env, &remote, &mut state) {
+            if let Some(s) = serve {
                 serving.push(s);
                 // Put the ask in the mailbox now, not after the burst.
                 let mut cx = std::task::Context::from_waker(&waker);
@@ -504,7 +513,8 @@ impl Session {
                     c.add_permits(n.min(room));
                 }
             }
-            Kind::Tell => self.on_tell(env, remote, state),
+            // Read in place by `run`, never decoded owned.
+            Kind::Tell => {}
             Kind::Ask => return self.on_ask(env, remote, state),
             Kind::Cancel if env.from_callee => {
                 // The callee of our call stopped reading its input.
@@ -532,12 +542,18 @@ impl Session {
         None
     }
 
-    fn scope(&self, env: &Envelope, remote: &RemoteInner) -> CallScope {
+    fn scope(
+        &self,
+        correlation: u64,
+        deadline: Option<Duration>,
+        trace: Option<TraceParent>,
+        remote: &RemoteInner,
+    ) -> CallScope {
         let mut scope = CallScope::new()
-            .correlation(env.correlation)
-            .trace(env.traceparent.map(to_context))
+            .correlation(correlation)
+            .trace(trace.map(to_context))
             .caller(Arc::clone(&self.peer));
-        if let Some(budget) = env.deadline {
+        if let Some(budget) = deadline {
             scope = scope.deadline(plexus_runtime::protocols::rpc::deadline_from_budget(
                 budget,
                 remote.node.now(),
@@ -551,11 +567,16 @@ impl Session {
     /// them in the channel's forwarder, keeping the channel's order. A tell
     /// the node cannot take is reported back to the sender (its next tell
     /// to that target returns the refusal).
-    fn on_tell(&self, env: Envelope, remote: &Arc<RemoteInner>, state: &mut ReaderState) {
+    fn on_tell(
+        &self,
+        env: &EnvelopeRef<'_>,
+        remote: &Arc<RemoteInner>,
+        state: &mut ReaderState,
+    ) -> Option<Serving> {
         let channel = env.correlation;
         let ch = state.channels.entry(channel).or_default();
         let direct = ch.queued.load(Ordering::Acquire) == 0;
-        let job = match self.dispatch_tell(&env, remote, ch, direct) {
+        let job = match self.dispatch_tell(env, remote, ch, direct) {
             Ok(job) => job,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
@@ -573,7 +594,7 @@ impl Session {
                 let n = std::mem::take(&mut ch.owed);
                 self.send_soon(encode(&Envelope::credit(channel, n).from_callee()));
             }
-            return;
+            return None;
         };
         let tx = ch
             .forwarder
@@ -583,6 +604,7 @@ impl Session {
             ch.queued.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(peer = %self.peer, channel, "peer exceeded its tell credit; tell dropped");
         }
+        None
     }
 
     /// Grant the credit owed for tells the reader delivered itself.
@@ -601,13 +623,25 @@ impl Session {
     /// or if the mailbox is full, the job that delivers the tell.
     fn dispatch_tell(
         &self,
-        env: &Envelope,
+        env: &EnvelopeRef<'_>,
         remote: &RemoteInner,
         ch: &mut InChannel,
         direct: bool,
     ) -> Result<Option<TellJob>, WireError> {
-        let target = target_name(env)?;
-        let Some(message) = &env.message else {
+        let target = match env.target {
+            Some(TargetRef::Name(n)) => n,
+            Some(TargetRef::Id(id)) => {
+                return Err(WireError::UnknownTarget {
+                    target: format!("#{id}"),
+                });
+            }
+            None => {
+                return Err(WireError::UnknownTarget {
+                    target: String::new(),
+                });
+            }
+        };
+        let Some(message) = env.message else {
             return Err(WireError::BadPayload {
                 reason: "envelope names no message".to_owned(),
             });
@@ -615,19 +649,20 @@ impl Session {
         let to = ch.targets.get_or_resolve(message, target, || {
             remote
                 .registry
-                .lookup(&message.name, message.version)?
+                .lookup(message.0, message.1)?
                 .tell_target(&remote.node, target)
         })?;
         let scope = if env.deadline.is_none() && env.traceparent.is_none() {
             self.caller_scope.with_correlation(env.correlation)
         } else {
-            self.scope(env, remote).share()
+            self.scope(env.correlation, env.deadline, env.traceparent, remote)
+                .share()
         };
         let codec = self.agreed.decode_with;
         if direct {
-            to.try_tell(&remote.node, codec, &env.payload, scope)
+            to.try_tell(&remote.node, codec, env.payload, scope)
         } else {
-            to.tell(codec, &env.payload, scope).map(Some)
+            to.tell(codec, env.payload, scope).map(Some)
         }
     }
 
@@ -677,7 +712,10 @@ impl Session {
             };
             let to = state.ask_target(remote, message, target)?;
             let cancel = CancelToken::new();
-            let scope = self.scope(&env, remote).cancel(cancel.clone()).share();
+            let scope = self
+                .scope(corr, env.deadline, env.traceparent, remote)
+                .cancel(cancel.clone())
+                .share();
             let fut = to.ask(&env.payload, scope, self, corr)?;
             Ok::<_, WireError>((fut, cancel))
         })();
