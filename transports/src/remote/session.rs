@@ -46,12 +46,26 @@ pub(crate) struct TellChannel {
     pub(crate) credits: Semaphore,
     /// The peer refused a tell of this channel; the next tell reports it.
     refused: Mutex<Option<AskError>>,
+    /// Whether `refused` holds a refusal: read by every tell without the
+    /// lock, written under it.
+    has_refusal: AtomicBool,
 }
 
 impl TellChannel {
     /// The refusal to report, once.
     pub(crate) fn take_refusal(&self) -> Option<AskError> {
-        lock(&self.refused).take()
+        if !self.has_refusal.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut refused = lock(&self.refused);
+        self.has_refusal.store(false, Ordering::Release);
+        refused.take()
+    }
+
+    fn refuse(&self, error: AskError) {
+        let mut refused = lock(&self.refused);
+        *refused = Some(error);
+        self.has_refusal.store(true, Ordering::Release);
     }
 }
 
@@ -134,10 +148,34 @@ impl<T, const N: usize> TargetCache<T, N> {
     }
 }
 
+/// The receiving sides of the peer's tell channels, by channel id. Bursts
+/// come from one channel at a time: the last one found is checked first,
+/// before hashing.
+#[derive(Default)]
+struct InChannels {
+    list: Vec<(u64, InChannel)>,
+    index: HashMap<u64, usize>,
+    last: usize,
+}
+
+impl InChannels {
+    /// Channel `id`'s state, made on its first tell.
+    fn get(&mut self, id: u64) -> &mut InChannel {
+        if self.list.get(self.last).is_none_or(|(at, _)| *at != id) {
+            let list = &mut self.list;
+            self.last = *self.index.entry(id).or_insert_with(|| {
+                list.push((id, InChannel::default()));
+                list.len() - 1
+            });
+        }
+        &mut self.list[self.last].1
+    }
+}
+
 /// What the reader keeps between frames.
 #[derive(Default)]
 struct ReaderState {
-    channels: HashMap<u64, InChannel>,
+    channels: InChannels,
     /// Channels that may have credit owed, granted when the reader idles.
     owing: Vec<u64>,
     /// Where asks went, by message type and target, while the node's
@@ -255,6 +293,7 @@ impl Session {
                 id,
                 credits: Semaphore::new(TELL_WINDOW),
                 refused: Mutex::new(None),
+                has_refusal: AtomicBool::new(false),
             });
             if !self.is_alive() {
                 ch.credits.close();
@@ -467,7 +506,7 @@ impl Session {
                 if let Some(ch) = ch {
                     let error = stream_error(&env, &self.peer);
                     tracing::warn!(peer = %self.peer, %error, "remote tell refused");
-                    *lock(&ch.refused) = Some(error);
+                    ch.refuse(error);
                 }
             }
             Kind::Reply | Kind::Error if env.from_callee => {
@@ -574,7 +613,7 @@ impl Session {
         state: &mut ReaderState,
     ) -> Option<Serving> {
         let channel = env.correlation;
-        let ch = state.channels.entry(channel).or_default();
+        let ch = state.channels.get(channel);
         let direct = ch.queued.load(Ordering::Acquire) == 0;
         let job = match self.dispatch_tell(env, remote, ch, direct) {
             Ok(job) => job,
@@ -610,9 +649,8 @@ impl Session {
     /// Grant the credit owed for tells the reader delivered itself.
     fn grant_owed(&self, state: &mut ReaderState) {
         for channel in state.owing.drain(..) {
-            if let Some(ch) = state.channels.get_mut(&channel)
-                && ch.owed > 0
-            {
+            let ch = state.channels.get(channel);
+            if ch.owed > 0 {
                 let n = std::mem::take(&mut ch.owed);
                 self.send_soon(encode(&Envelope::credit(channel, n).from_callee()));
             }
