@@ -171,7 +171,7 @@ impl<M> RemoteSink<M> {
             .map_err(|e| from_wire(e, &self.peer))?;
         drop(msg);
         registered(s, corr);
-        if s.tx.send(frame).await.is_err() {
+        if s.send(frame).await.is_err() {
             guard.armed = false;
             lock(&s.pending).take(corr);
             s.forget_stream(corr, true);

@@ -17,13 +17,16 @@ use plexus_codecs::{
     TraceParent, WireError, WireMessage, WireStr,
 };
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
-use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender, SharedScope};
+use plexus_runtime::remote::{
+    CallScope, CancelToken, FrameReceiver, FrameSender, LinkError, SharedScope,
+};
+use plexus_runtime::stream::ReplyStream;
 use plexus_runtime::trace::TraceContext;
 use plexus_runtime::{AskError, BoxFuture};
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::RemoteInner;
-use super::inbound::{AskTarget, Served, TellJob, TellTarget};
+use super::inbound::{AskTarget, TellJob, TellTarget};
 use super::stream::{self, Feed, STREAM_WINDOW, stream_error};
 
 /// Tells one sender may have queued at one target before the receiver
@@ -76,7 +79,7 @@ struct InboundCall {
 
 /// An inbound ask being served by the reader task; it sends its own answer
 /// (for a stream: every item, under credit).
-type Serving = Abortable<BoxFuture<'static, ()>>;
+type Serving = Abortable<tracing::instrument::Instrumented<BoxFuture<'static, ()>>>;
 
 /// The receiving side of one tell channel, kept by the reader.
 #[derive(Default)]
@@ -774,35 +777,63 @@ impl Session {
         );
         let (abort, registration) = AbortHandle::new_pair();
         lock(&self.inbound).insert(corr, InboundCall { cancel, abort });
-        let session = Arc::clone(self);
-        let serve: BoxFuture<'static, ()> = Box::pin(tracing::Instrument::instrument(
-            async move {
-                let result = fut.await;
-                if let Ok(Served::Stream(items)) = result {
-                    if !lock(&session.inbound).contains_key(&corr) {
-                        return; // cancelled meanwhile
-                    }
-                    let credits = session.open_credits(corr, true);
-                    let open = encode(&Envelope::new(Kind::Reply, corr).from_callee());
-                    if session.tx.send(open).await.is_ok() {
-                        stream::pump(&session, corr, true, items, &credits).await;
-                    }
-                    session.end_served(corr);
-                    return;
+        Some(Abortable::new(
+            tracing::Instrument::instrument(fut, span),
+            registration,
+        ))
+    }
+
+    /// Send `frame`: now if the link has room (no future), else waiting.
+    pub(crate) async fn send(&self, frame: Bytes) -> Result<(), LinkError> {
+        match self.tx.try_send(frame.clone()) {
+            Err(LinkError::Full { .. }) => self.tx.send(frame).await,
+            sent => sent,
+        }
+    }
+
+    /// Serve our peer's unary ask `corr`: send its reply frame, or its
+    /// error, unless the caller cancelled meanwhile.
+    pub(crate) async fn serve_unary(
+        self: Arc<Self>,
+        corr: u64,
+        reply: impl Future<Output = Result<Bytes, WireError>>,
+    ) {
+        let result = reply.await;
+        if lock(&self.inbound).remove(&corr).is_none() {
+            return; // cancelled meanwhile
+        }
+        let frame = match result {
+            Ok(frame) => frame,
+            Err(e) => encode(&Envelope::error(corr, &e)),
+        };
+        let _ = self.send(frame).await;
+    }
+
+    /// Serve our peer's streaming ask `corr`: open the reply stream and
+    /// send its encoded items under credit, or send the error.
+    pub(crate) async fn serve_stream(
+        self: Arc<Self>,
+        corr: u64,
+        items: impl Future<Output = Result<ReplyStream<Bytes>, WireError>>,
+    ) {
+        let items = match items.await {
+            Ok(items) => items,
+            Err(e) => {
+                if lock(&self.inbound).remove(&corr).is_some() {
+                    let _ = self.send(encode(&Envelope::error(corr, &e))).await;
                 }
-                if lock(&session.inbound).remove(&corr).is_none() {
-                    return; // cancelled meanwhile
-                }
-                let frame = match result {
-                    Ok(Served::Unary(frame)) => frame,
-                    Ok(Served::Stream(_)) => return,
-                    Err(e) => encode(&Envelope::error(corr, &e)),
-                };
-                let _ = session.tx.send(frame).await;
-            },
-            span,
-        ));
-        Some(Abortable::new(serve, registration))
+                return;
+            }
+        };
+        if !lock(&self.inbound).contains_key(&corr) {
+            return; // cancelled meanwhile
+        }
+        let credits = self.open_credits(corr, true);
+        let open = encode(&Envelope::new(Kind::Reply, corr).from_callee());
+        if self.send(open).await.is_ok() {
+            stream::pump(&self, corr, true, items, &credits).await;
+        }
+        self.end_served(corr);
     }
 
     fn send_error(&self, corr: u64, e: &WireError) {
