@@ -151,6 +151,80 @@ impl<T, const N: usize> TargetCache<T, N> {
     }
 }
 
+/// What the reader needs of a tell frame.
+struct TellRef<'a> {
+    channel: u64,
+    message: Option<(&'a str, u32)>,
+    target: Option<TargetRef<'a>>,
+    deadline: Option<Duration>,
+    traceparent: Option<TraceParent>,
+    payload: &'a [u8],
+}
+
+impl<'a> From<&EnvelopeRef<'a>> for TellRef<'a> {
+    fn from(env: &EnvelopeRef<'a>) -> Self {
+        Self {
+            channel: env.correlation,
+            message: env.message,
+            target: env.target,
+            deadline: env.deadline,
+            traceparent: env.traceparent,
+            payload: env.payload,
+        }
+    }
+}
+
+/// The header of the last plain tell read (no deadline, trace or
+/// metadata). A sender's plain tells on one channel share their header
+/// byte for byte (it caches it), so a frame that starts with these bytes
+/// has this header and the rest is its payload: it is read without
+/// decoding.
+#[derive(Default)]
+struct LastTell {
+    header: Vec<u8>,
+    channel: u64,
+    name: String,
+    version: u32,
+    target: String,
+}
+
+impl LastTell {
+    /// The tell in `frame`, if its header is the last one's.
+    fn repeat<'a>(&'a self, frame: &'a [u8]) -> Option<TellRef<'a>> {
+        let payload = frame.strip_prefix(self.header.as_slice())?;
+        (!self.header.is_empty()).then_some(TellRef {
+            channel: self.channel,
+            message: Some((&self.name, self.version)),
+            target: Some(TargetRef::Name(&self.target)),
+            deadline: None,
+            traceparent: None,
+            payload,
+        })
+    }
+
+    /// Remember the header of `env`, read from `frame`, if it is plain.
+    fn remember(&mut self, frame: &[u8], env: &EnvelopeRef<'_>) {
+        let (Some((name, version)), Some(TargetRef::Name(target))) = (env.message, env.target)
+        else {
+            return;
+        };
+        if env.deadline.is_some() || env.traceparent.is_some() || env.has_metadata() {
+            return;
+        }
+        let Some(header) = frame.get(..frame.len() - env.payload.len()) else {
+            return;
+        };
+        self.header.clear();
+        self.header.extend_from_slice(header);
+        self.channel = env.correlation;
+        self.name.clear();
+        self.name.push_str(name);
+        self.version = version;
+        self.target.clear();
+        self.target.push_str(target);
+    }
+}
+
 /// The receiving sides of the peer's tell channels, by channel id. Bursts
 /// come from one channel at a time: the last one found is checked first,
 /// before hashing.
@@ -439,6 +513,7 @@ impl Session {
         // This task's waker, to start the asks of a burst as they arrive.
         let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let mut burst = 0;
+        let mut last_tell = LastTell::default();
         loop {
             let ready = if burst < BURST { rx.try_recv() } else { None };
             let next = if let Some(frame) = ready {
@@ -469,8 +544,13 @@ impl Session {
             };
             // Tells, the bulk of traffic, are read in place; the rest as
             // owned envelopes (a reply is handed to its caller).
-            let decoded = if EnvelopeRef::peek_kind(&frame) == Some(Kind::Tell) {
-                EnvelopeRef::decode(&frame).map(|env| self.on_tell(&env, &remote, &mut state))
+            let decoded = if let Some(tell) = last_tell.repeat(&frame) {
+                Ok(self.on_tell(&tell, &remote, &mut state))
+            } else if EnvelopeRef::peek_kind(&frame) == Some(Kind::Tell) {
+                EnvelopeRef::decode(&frame).map(|env| {
+                    last_tell.remember(&frame, &env);
+                    self.on_tell(&TellRef::from(&env), &remote, &mut state)
+                })
             } else {
                 Envelope::decode(frame).map(|env| self.on_envelope(env, &remote, &mut state))
             };
@@ -611,11 +691,11 @@ impl Session {
     /// to that target returns the refusal).
     fn on_tell(
         &self,
-        env: &EnvelopeRef<'_>,
+        env: &TellRef<'_>,
         remote: &Arc<RemoteInner>,
         state: &mut ReaderState,
     ) -> Option<Serving> {
-        let channel = env.correlation;
+        let channel = env.channel;
         let ch = state.channels.get(channel);
         let direct = ch.queued.load(Ordering::Acquire) == 0;
         let job = match self.dispatch_tell(env, remote, ch, direct) {
@@ -664,7 +744,7 @@ impl Session {
     /// or if the mailbox is full, the job that delivers the tell.
     fn dispatch_tell(
         &self,
-        env: &EnvelopeRef<'_>,
+        env: &TellRef<'_>,
         remote: &RemoteInner,
         ch: &mut InChannel,
         direct: bool,
@@ -694,9 +774,9 @@ impl Session {
                 .tell_target(&remote.node, target)
         })?;
         let scope = if env.deadline.is_none() && env.traceparent.is_none() {
-            self.caller_scope.with_correlation(env.correlation)
+            self.caller_scope.with_correlation(env.channel)
         } else {
-            self.scope(env.correlation, env.deadline, env.traceparent, remote)
+            self.scope(env.channel, env.deadline, env.traceparent, remote)
                 .share()
         };
         let codec = self.agreed.decode_with;
@@ -954,4 +1034,50 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_codecs::MessageId;
+
+    fn tell(channel: u64, target: &str, payload: &'static [u8]) -> Envelope {
+        Envelope::new(Kind::Tell, channel)
+            .with_message(MessageId::new("t.Note", 2))
+            .with_target(Target::Name(target.to_owned().into()))
+            .with_payload(Bytes::from_static(payload))
+    }
+
+    #[test]
+    fn a_repeated_tell_header_is_read_without_decoding_and_only_then() {
+        let mut last = LastTell::default();
+        let first = encode(&tell(1 << 63 | 1, "svc", b"one"));
+        assert!(last.repeat(&first).is_none(), "nothing remembered yet");
+        let env = EnvelopeRef::decode(&first).unwrap();
+        last.remember(&first, &env);
+
+        // Same channel and header, another payload: read from the cache.
+        let next = encode(&tell(1 << 63 | 1, "svc", b"second"));
+        let t = last.repeat(&next).unwrap();
+        assert_eq!(t.channel, 1 << 63 | 1);
+        assert_eq!(t.message, Some(("t.Note", 2)));
+        assert_eq!(t.target, Some(TargetRef::Name("svc")));
+        assert_eq!((t.deadline, t.traceparent), (None, None));
+        assert_eq!(t.payload, b"second");
+
+        // Another channel, target or any extra field: decoded as usual.
+        for other in [
+            tell(1 << 63 | 2, "svc", b"x"),
+            tell(1 << 63 | 1, "svd", b"x"),
+            tell(1 << 63 | 1, "svc", b"x").with_deadline(Duration::from_millis(5)),
+            Envelope::new(Kind::Ask, 1 << 63 | 1),
+        ] {
+            assert!(last.repeat(&encode(&other)).is_none(), "{other:?}");
+        }
+
+        // A tell with a deadline is not remembered; the plain header stays.
+        let timed = encode(&tell(1 << 63 | 1, "svc", b"t").with_deadline(Duration::from_millis(5)));
+        last.remember(&timed, &EnvelopeRef::decode(&timed).unwrap());
+        assert_eq!(last.repeat(&next).unwrap().payload, b"second");
+    }
 }
