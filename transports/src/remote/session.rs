@@ -13,8 +13,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use plexus_codecs::{
-    Agreed, Codec, CodecKind, Envelope, EnvelopeRef, Kind, MessageId, Target, TargetRef,
-    TraceParent, WireError, WireMessage, WireStr,
+    Agreed, Codec, CodecKind, Envelope, EnvelopeRef, Kind, Target, TargetRef, TraceParent,
+    WireError, WireMessage, WireStr,
 };
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
 use plexus_runtime::remote::{
@@ -268,19 +268,18 @@ impl ReaderState {
     fn ask_target(
         &mut self,
         remote: &RemoteInner,
-        message: &MessageId,
+        (name, version): (&str, u32),
         target: &str,
     ) -> Result<&dyn AskTarget, WireError> {
-        let id = (message.name.as_str(), message.version);
         let generation = remote.node.registry().generation();
         if generation != self.generation {
             self.asks.clear();
             self.generation = generation;
         }
-        let to = self.asks.get_or_resolve(id, target, || {
+        let to = self.asks.get_or_resolve((name, version), target, || {
             remote
                 .registry
-                .lookup(&message.name, message.version)?
+                .lookup(name, version)?
                 .ask_target(&remote.node, target)
         })?;
         Ok(&**to)
@@ -551,8 +550,13 @@ impl Session {
                     last_tell.remember(&frame, &env);
                     self.on_tell(&TellRef::from(&env), &remote, &mut state)
                 })
+            } else if EnvelopeRef::peek_kind(&frame) == Some(Kind::Ask) {
+                EnvelopeRef::decode(&frame).map(|env| self.on_ask(&env, &remote, &mut state))
             } else {
-                Envelope::decode(frame).map(|env| self.on_envelope(env, &remote, &mut state))
+                Envelope::decode(frame).map(|env| {
+                    self.on_envelope(env);
+                    None
+                })
             };
             let serve = match decoded {
                 Ok(serve) => serve,
@@ -574,12 +578,8 @@ impl Session {
         }
     }
 
-    fn on_envelope(
-        self: &Arc<Self>,
-        env: Envelope,
-        remote: &Arc<RemoteInner>,
-        state: &mut ReaderState,
-    ) -> Option<Serving> {
+    /// Every frame but tells and asks (which are read in place).
+    fn on_envelope(self: &Arc<Self>, env: Envelope) {
         tracing::trace!(peer = %self.peer, kind = ?env.kind, correlation = env.correlation, "frame");
         let corr = env.correlation;
         match env.kind {
@@ -621,7 +621,7 @@ impl Session {
             Kind::Credit => {
                 let Some(n) = env.credits() else {
                     tracing::debug!(peer = %self.peer, "malformed credit ignored");
-                    return None;
+                    return;
                 };
                 let n = usize::try_from(n).unwrap_or(usize::MAX);
                 if corr >> 63 == 1 {
@@ -636,8 +636,7 @@ impl Session {
                 }
             }
             // Read in place by `run`, never decoded owned.
-            Kind::Tell => {}
-            Kind::Ask => return self.on_ask(env, remote, state),
+            Kind::Tell | Kind::Ask => {}
             Kind::Cancel if env.from_callee => {
                 // The callee of our call stopped reading its input.
                 self.stop_upload(corr);
@@ -661,7 +660,6 @@ impl Session {
                 tracing::debug!(peer = %self.peer, kind = ?env.kind, "unexpected frame kind ignored")
             }
         }
-        None
     }
 
     fn scope(
@@ -749,19 +747,7 @@ impl Session {
         ch: &mut InChannel,
         direct: bool,
     ) -> Result<Option<TellJob>, WireError> {
-        let target = match env.target {
-            Some(TargetRef::Name(n)) => n,
-            Some(TargetRef::Id(id)) => {
-                return Err(WireError::UnknownTarget {
-                    target: format!("#{id}"),
-                });
-            }
-            None => {
-                return Err(WireError::UnknownTarget {
-                    target: String::new(),
-                });
-            }
-        };
+        let target = target_name(env.target)?;
         let Some(message) = env.message else {
             return Err(WireError::BadPayload {
                 reason: "envelope names no message".to_owned(),
@@ -812,7 +798,7 @@ impl Session {
 
     fn on_ask(
         self: &Arc<Self>,
-        env: Envelope,
+        env: &EnvelopeRef<'_>,
         remote: &Arc<RemoteInner>,
         state: &mut ReaderState,
     ) -> Option<Serving> {
@@ -825,8 +811,8 @@ impl Session {
             _ => {}
         }
         let started = (|| {
-            let target = target_name(&env)?;
-            let Some(message) = &env.message else {
+            let target = target_name(env.target)?;
+            let Some(message) = env.message else {
                 return Err(WireError::BadPayload {
                     reason: "envelope names no message".to_owned(),
                 });
@@ -837,7 +823,7 @@ impl Session {
                 .scope(corr, env.deadline, env.traceparent, remote)
                 .cancel(cancel.clone())
                 .share();
-            let fut = to.ask(&env.payload, scope, self, corr)?;
+            let fut = to.ask(env.payload, scope, self, corr)?;
             Ok::<_, WireError>((fut, cancel))
         })();
         let (fut, cancel) = match started {
@@ -956,10 +942,10 @@ impl Session {
     }
 }
 
-fn target_name(env: &Envelope) -> Result<&str, WireError> {
-    match &env.target {
-        Some(Target::Name(n)) => Ok(n.as_str()),
-        Some(Target::Id(id)) => Err(WireError::UnknownTarget {
+fn target_name(target: Option<TargetRef<'_>>) -> Result<&str, WireError> {
+    match target {
+        Some(TargetRef::Name(n)) => Ok(n),
+        Some(TargetRef::Id(id)) => Err(WireError::UnknownTarget {
             target: format!("#{id}"),
         }),
         None => Err(WireError::UnknownTarget {
