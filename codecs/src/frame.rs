@@ -319,6 +319,51 @@ impl FrameDecoder {
         Ok(Some(self.buf.split_to(len).freeze()))
     }
 
+    /// The next whole frame straight out of `data`, a chunk as read, when
+    /// nothing is buffered: the frame is a slice of `data` (no copy) and
+    /// `data` moves past it. `Ok(None)` when a partial frame is buffered or
+    /// `data` does not start with a whole frame: [`push`](Self::push) it
+    /// then. Limits and errors are those of [`next_frame`](Self::next_frame).
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Oversized`], as `next_frame`; the decoder stays failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// # use plexus_codecs::{FrameConfig, FrameDecoder};
+    /// # fn main() -> Result<(), plexus_codecs::FrameError> {
+    /// let mut decoder = FrameDecoder::new(FrameConfig::default());
+    /// let mut chunk = Bytes::from_static(b"\0\0\0\x03abc\0\0\0\x02z");
+    /// assert_eq!(decoder.next_frame_from(&mut chunk)?.as_deref(), Some(&b"abc"[..]));
+    /// assert_eq!(decoder.next_frame_from(&mut chunk)?, None); // partial: push it
+    /// let taken = decoder.push(&chunk);
+    /// assert_eq!(taken, 5);
+    /// # Ok(()) }
+    /// ```
+    pub fn next_frame_from(&mut self, data: &mut Bytes) -> Result<Option<Bytes>, FrameError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        if !self.buf.is_empty() {
+            return Ok(None);
+        }
+        let Some(len) = peek_len(data, self.max_frame).inspect_err(|err| {
+            self.failed = Some(err.clone());
+        })?
+        else {
+            return Ok(None);
+        };
+        if data.len() < LEN_PREFIX + len {
+            return Ok(None);
+        }
+        let mut frame = data.split_to(LEN_PREFIX + len);
+        frame.advance(LEN_PREFIX);
+        Ok(Some(frame))
+    }
+
     /// Call at end of stream: fails if a partial frame is buffered.
     ///
     /// # Errors

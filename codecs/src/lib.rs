@@ -80,7 +80,7 @@ pub use plexus_runtime as __runtime;
 #[cfg(feature = "bincode")]
 pub use codec::Bincode;
 pub use codec::{Codec, CodecKind, Json, Postcard};
-pub use envelope::{Envelope, HEADER_VERSION, Kind, Target};
+pub use envelope::{Envelope, EnvelopeRef, HEADER_VERSION, Kind, Target, TargetRef};
 pub use error::{
     CodecError, EnvelopeError, FrameError, HandshakeError, MetadataError, RegistryError,
     TraceParentError,

@@ -47,13 +47,19 @@ impl WireStr {
         Ok(Self(bytes))
     }
 
+    /// `s`, a string inside `frame`, as a slice of `frame` (no copy).
+    pub(crate) fn slice_of(frame: &Bytes, s: &str) -> Self {
+        Self(frame.slice_ref(s.as_bytes()))
+    }
+
     /// The string.
     #[inline]
     #[allow(unsafe_code)]
     pub fn as_str(&self) -> &str {
         // SAFETY: the field is private and every constructor stores UTF-8
         // only: `from_static` and `From<String>` take `str`s, `from_utf8`
-        // checks, `Default` is empty, and `Bytes` is immutable. Re-checking
+        // checks, `slice_of` takes the bytes of a `str`, `Default` is empty,
+        // and `Bytes` is immutable. Re-checking
         // here cost ~500 instructions per remote tell (names are read on
         // decode, encode, hashing and lookup); see `as_str_is_the_checked_text`.
         unsafe { std::str::from_utf8_unchecked(&self.0) }

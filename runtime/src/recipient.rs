@@ -28,6 +28,21 @@ pub trait MessageSink<M: Message>: Send + Sync + 'static {
     /// Send, waiting for room; see [`ActorRef::tell`].
     fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>>;
 
+    /// The part of [`tell`](Self::tell) that needs no waiting: send now if
+    /// there is room, or hand the message back in
+    /// [`TrySendError::Full`] for `tell`. Unlike
+    /// [`try_tell`](Self::try_tell), a message sent here must be sent
+    /// exactly as `tell` would send it. [`Recipient::tell`] calls this
+    /// first, so a tell that finds room costs no boxed future. The default
+    /// hands every message back.
+    fn tell_now(&self, msg: M) -> Result<(), TrySendError<M>> {
+        Err(TrySendError::Full {
+            msg,
+            id: crate::ActorId::REMOTE,
+            capacity: 0,
+        })
+    }
+
     /// Send and await the reply within `timeout` (or the endpoint's default);
     /// see [`ActorRef::ask`].
     fn ask(&self, msg: M, timeout: Option<Duration>) -> BoxFuture<'_, Result<M::Reply, AskError>>;
@@ -47,6 +62,11 @@ where
 
     fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
         Box::pin(Self::tell(self, msg))
+    }
+
+    /// A local tell that finds room is exactly a `try_tell`.
+    fn tell_now(&self, msg: M) -> Result<(), TrySendError<M>> {
+        Self::try_tell(self, msg)
     }
 
     fn ask(&self, msg: M, timeout: Option<Duration>) -> BoxFuture<'_, Result<M::Reply, AskError>> {
@@ -144,7 +164,12 @@ impl<M: Message> Recipient<M> {
     ///
     /// Dropped while waiting for room, the message is dropped unsent.
     pub async fn tell(&self, msg: M) -> Result<(), SendError<M>> {
-        self.sink.tell(msg).await
+        match self.sink.tell_now(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full { msg, .. }) => self.sink.tell(msg).await,
+            Err(TrySendError::Closed { msg, id }) => Err(SendError::Closed { msg, id }),
+            Err(TrySendError::Rejected { msg, error }) => Err(SendError::Rejected { msg, error }),
+        }
     }
 
     /// Ask and await the reply; `.timeout(d)` sets the time budget.

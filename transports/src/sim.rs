@@ -235,28 +235,41 @@ impl SimSender {
     }
 }
 
+impl SimSender {
+    /// When a frame sent now arrives (latency and jitter), or `None` if
+    /// the simulated network loses it; `send` and `try_send` alike.
+    fn deliver_at(&self) -> Result<Option<Instant>, LinkError> {
+        if self.state.down.load(Ordering::Acquire) {
+            return Err(self.closed());
+        }
+        let config = *lock(&self.net.config);
+        if config.loss <= 0.0 && config.jitter.is_zero() {
+            return Ok(Some(self.net.clock.now() + config.latency));
+        }
+        let (lost, extra) = {
+            let mut rng = lock(&self.net.rng);
+            let lost = config.loss > 0.0 && rng.f64() < config.loss;
+            let extra = if config.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                config.jitter.mul_f64(rng.f64())
+            };
+            (lost, extra)
+        };
+        if lost {
+            tracing::trace!(to = %self.to, "simulated loss");
+            return Ok(None);
+        }
+        Ok(Some(self.net.clock.now() + config.latency + extra))
+    }
+}
+
 impl FrameSender for SimSender {
     fn send(&self, frame: Bytes) -> BoxFuture<'_, Result<(), LinkError>> {
         Box::pin(async move {
-            if self.state.down.load(Ordering::Acquire) {
-                return Err(self.closed());
-            }
-            let config = *lock(&self.net.config);
-            let (lost, extra) = {
-                let mut rng = lock(&self.net.rng);
-                let lost = config.loss > 0.0 && rng.f64() < config.loss;
-                let extra = if config.jitter.is_zero() {
-                    Duration::ZERO
-                } else {
-                    config.jitter.mul_f64(rng.f64())
-                };
-                (lost, extra)
-            };
-            if lost {
-                tracing::trace!(to = %self.to, "simulated loss");
+            let Some(at) = self.deliver_at()? else {
                 return Ok(());
-            }
-            let at = self.net.clock.now() + config.latency + extra;
+            };
             self.tx
                 .send_async((at, frame))
                 .await
@@ -265,10 +278,11 @@ impl FrameSender for SimSender {
     }
 
     fn try_send(&self, frame: Bytes) -> Result<(), LinkError> {
-        if self.state.down.load(Ordering::Acquire) {
-            return Err(self.closed());
-        }
-        let at = self.net.clock.now() + lock(&self.net.config).latency;
+        // Rolled before the room check: a frame that finds no room is
+        // retried with `send`, which rolls again, as a resent packet would.
+        let Some(at) = self.deliver_at()? else {
+            return Ok(());
+        };
         self.tx.try_send((at, frame)).map_err(|e| match e {
             flume::TrySendError::Full(_) => LinkError::Full {
                 peer: Arc::clone(&self.to),

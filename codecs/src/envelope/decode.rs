@@ -16,13 +16,12 @@ use crate::trace::TraceParent;
 use crate::varint::Reader;
 use crate::wire_str::WireStr;
 
-/// A reader over a frame that hands out zero-copy slices of it.
+/// A reader over a frame that hands out borrowed strings of it.
 struct Cursor<'a> {
-    frame: &'a Bytes,
     reader: Reader<'a>,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn u8(&mut self, field: &'static str) -> Result<u8, EnvelopeError> {
         self.reader.u8().map_err(|f| EnvelopeError::read(f, field))
     }
@@ -33,32 +32,89 @@ impl Cursor<'_> {
             .map_err(|f| EnvelopeError::read(f, field))
     }
 
-    fn wire_str(&mut self, field: &'static str) -> Result<WireStr, EnvelopeError> {
+    fn str(&mut self, field: &'static str) -> Result<&'a str, EnvelopeError> {
         let raw = self
             .reader
             .bytes()
             .map_err(|f| EnvelopeError::read(f, field))?;
-        let end = self.reader.pos();
-        WireStr::from_utf8(self.frame.slice(end - raw.len()..end))
-            .map_err(|_| EnvelopeError::InvalidUtf8 { field })
+        std::str::from_utf8(raw).map_err(|_| EnvelopeError::InvalidUtf8 { field })
     }
 }
 
-impl Envelope {
-    /// Reads an envelope from one whole frame.
-    ///
-    /// Names, metadata and the payload are slices of `frame` (no copy); the
-    /// only allocation is the metadata list, when there is metadata. Every
-    /// length is checked against the bytes actually present before use, so
-    /// hostile input costs at most its own size.
+/// Which actor an [`EnvelopeRef`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetRef<'a> {
+    /// A registered actor name.
+    Name(&'a str),
+    /// A numeric actor id.
+    Id(u64),
+}
+
+/// An [`Envelope`] read in place: its names, metadata and payload borrow
+/// the frame. Reading one allocates nothing and touches no reference
+/// count, so a receiver that only needs to route the payload (a tell) pays
+/// for no owned copy; [`Envelope::decode`] is this plus owned slices.
+///
+/// # Examples
+///
+/// ```
+/// # use bytes::BytesMut;
+/// # use plexus_codecs::{Envelope, EnvelopeRef, Kind, MessageId, Target, TargetRef};
+/// # fn main() -> Result<(), plexus_codecs::EnvelopeError> {
+/// let mut buf = BytesMut::new();
+/// Envelope::new(Kind::Tell, 9)
+///     .with_message(MessageId::new("metrics.Sample", 1))
+///     .with_target(Target::Name("sink".into()))
+///     .encode(&mut buf);
+/// let env = EnvelopeRef::decode(&buf)?;
+/// assert_eq!(env.message, Some(("metrics.Sample", 1)));
+/// assert_eq!(env.target, Some(TargetRef::Name("sink")));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EnvelopeRef<'a> {
+    /// What this envelope is.
+    pub kind: Kind,
+    /// See [`Envelope::correlation`].
+    pub correlation: u64,
+    /// See [`Envelope::from_callee`].
+    pub from_callee: bool,
+    /// Name and version of the payload's message.
+    pub message: Option<(&'a str, u32)>,
+    /// The actor on the receiving node.
+    pub target: Option<TargetRef<'a>>,
+    /// See [`Envelope::deadline`].
+    pub deadline: Option<Duration>,
+    /// See [`Envelope::traceparent`].
+    pub traceparent: Option<TraceParent>,
+    /// The metadata, encoded (checked: count, UTF-8, unique keys); empty
+    /// when there is none. [`metadata`](Self::metadata) reads it.
+    metadata: &'a [u8],
+    /// The encoded message, reply, error or stream item.
+    pub payload: &'a [u8],
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// The kind of the envelope in `frame`, read from its first two bytes
+    /// without decoding the rest: `None` if they are not a known header
+    /// version and kind. A receiver picks how to decode by it.
+    pub fn peek_kind(frame: &[u8]) -> Option<Kind> {
+        match frame {
+            [HEADER_VERSION, kind, ..] => Kind::from_u8(*kind),
+            _ => None,
+        }
+    }
+
+    /// Reads an envelope from one whole frame, borrowing it.
     ///
     /// # Errors
     ///
-    /// An [`EnvelopeError`] for any malformed input; never panics.
-    pub fn decode(frame: Bytes) -> Result<Self, EnvelopeError> {
+    /// An [`EnvelopeError`] for any malformed input, exactly as
+    /// [`Envelope::decode`]; never panics.
+    pub fn decode(frame: &'a [u8]) -> Result<Self, EnvelopeError> {
         let mut cur = Cursor {
-            frame: &frame,
-            reader: Reader::new(&frame),
+            reader: Reader::new(frame),
         };
         let version = cur.u8("version")?;
         if version != HEADER_VERSION {
@@ -75,20 +131,20 @@ impl Envelope {
         let correlation = cur.varint("correlation")?;
 
         let message = if flags & FLAG_MESSAGE != 0 {
-            let name = cur.wire_str("message name")?;
+            let name = cur.str("message name")?;
             let version = cur
                 .reader
                 .varint_u32()
                 .map_err(|f| EnvelopeError::read(f, "message version"))?;
-            Some(MessageId { name, version })
+            Some((name, version))
         } else {
             None
         };
 
         let target = if flags & FLAG_TARGET_NAME != 0 {
-            Some(Target::Name(cur.wire_str("target name")?))
+            Some(TargetRef::Name(cur.str("target name")?))
         } else if flags & FLAG_TARGET_ID != 0 {
-            Some(Target::Id(cur.varint("target id")?))
+            Some(TargetRef::Id(cur.varint("target id")?))
         } else {
             None
         };
@@ -110,12 +166,13 @@ impl Envelope {
         };
 
         let metadata = if flags & FLAG_METADATA != 0 {
-            decode_metadata(&mut cur)?
+            let from = cur.reader.pos();
+            check_metadata(&mut cur)?;
+            &frame[from..cur.reader.pos()]
         } else {
-            Metadata::new()
+            &[]
         };
 
-        let payload = frame.slice(cur.reader.pos()..);
         Ok(Self {
             kind,
             correlation,
@@ -125,12 +182,78 @@ impl Envelope {
             deadline,
             traceparent,
             metadata,
-            payload,
+            payload: &frame[cur.reader.pos()..],
         })
+    }
+
+    /// The metadata entries, in wire order.
+    pub fn metadata(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        let mut cur = Cursor {
+            reader: Reader::new(self.metadata),
+        };
+        let count = if self.metadata.is_empty() {
+            0
+        } else {
+            cur.varint("metadata count").unwrap_or(0)
+        };
+        // Checked by `decode`: every entry reads back.
+        (0..count).map_while(move |_| Some((cur.str("key").ok()?, cur.str("value").ok()?)))
+    }
+
+    /// Whether the envelope carries metadata.
+    pub fn has_metadata(&self) -> bool {
+        !self.metadata.is_empty()
+    }
+
+    /// This envelope with owned fields, sharing `frame`'s buffer; `frame`
+    /// must be the buffer this was decoded from.
+    fn to_owned_in(self, frame: &Bytes) -> Envelope {
+        let wire = |s: &'a str| WireStr::slice_of(frame, s);
+        let metadata = if self.metadata.is_empty() {
+            Metadata::new()
+        } else {
+            Metadata::from_entries(self.metadata().map(|(k, v)| (wire(k), wire(v))).collect())
+        };
+        Envelope {
+            kind: self.kind,
+            correlation: self.correlation,
+            from_callee: self.from_callee,
+            message: self.message.map(|(name, version)| MessageId {
+                name: wire(name),
+                version,
+            }),
+            target: self.target.map(|t| match t {
+                TargetRef::Name(n) => Target::Name(wire(n)),
+                TargetRef::Id(id) => Target::Id(id),
+            }),
+            deadline: self.deadline,
+            traceparent: self.traceparent,
+            metadata,
+            payload: frame.slice_ref(self.payload),
+        }
     }
 }
 
-fn decode_metadata(cur: &mut Cursor<'_>) -> Result<Metadata, EnvelopeError> {
+impl Envelope {
+    /// Reads an envelope from one whole frame.
+    ///
+    /// Names, metadata and the payload are slices of `frame` (no copy); the
+    /// only allocation is the metadata list, when there is metadata. Every
+    /// length is checked against the bytes actually present before use, so
+    /// hostile input costs at most its own size. [`EnvelopeRef::decode`]
+    /// reads the same without owned slices.
+    ///
+    /// # Errors
+    ///
+    /// An [`EnvelopeError`] for any malformed input; never panics.
+    pub fn decode(frame: Bytes) -> Result<Self, EnvelopeError> {
+        Ok(EnvelopeRef::decode(&frame)?.to_owned_in(&frame))
+    }
+}
+
+/// Checks the metadata at the cursor: its count, that every entry reads
+/// as UTF-8 and that no key repeats.
+fn check_metadata(cur: &mut Cursor<'_>) -> Result<(), EnvelopeError> {
     let count = cur.varint("metadata count")?;
     // Checked before allocating: the list is at most MAX_ENTRIES long, and
     // each entry takes at least two bytes of input.
@@ -142,14 +265,14 @@ fn decode_metadata(cur: &mut Cursor<'_>) -> Result<Metadata, EnvelopeError> {
     if n.saturating_mul(2) > cur.reader.remaining() {
         return Err(EnvelopeError::Truncated { field: "metadata" });
     }
-    let mut entries: Vec<(WireStr, WireStr)> = Vec::with_capacity(n);
+    let mut keys: Vec<&str> = Vec::with_capacity(n);
     for _ in 0..n {
-        let key = cur.wire_str("metadata key")?;
-        let value = cur.wire_str("metadata value")?;
-        if entries.iter().any(|(k, _)| *k == key) {
+        let key = cur.str("metadata key")?;
+        cur.str("metadata value")?;
+        if keys.contains(&key) {
             return Err(EnvelopeError::DuplicateMetadataKey);
         }
-        entries.push((key, value));
+        keys.push(key);
     }
-    Ok(Metadata::from_entries(entries))
+    Ok(())
 }

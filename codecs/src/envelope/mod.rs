@@ -25,6 +25,7 @@
 //! 3 + 1 + 19 + 1 + payload = 88 bytes.
 
 mod decode;
+pub use decode::{EnvelopeRef, TargetRef};
 mod encode;
 #[cfg(test)]
 pub(crate) mod tests;

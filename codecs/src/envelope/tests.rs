@@ -100,6 +100,31 @@ proptest! {
     }
 
     #[test]
+    fn read_in_place_matches_the_owned_envelope(env in arb_envelope()) {
+        let bytes = encode(&env);
+        let borrowed = EnvelopeRef::decode(&bytes)?;
+        prop_assert_eq!(EnvelopeRef::peek_kind(&bytes), Some(env.kind));
+        prop_assert_eq!(borrowed.kind, env.kind);
+        prop_assert_eq!(borrowed.correlation, env.correlation);
+        prop_assert_eq!(borrowed.from_callee, env.from_callee);
+        prop_assert_eq!(
+            borrowed.message,
+            env.message.as_ref().map(|m| (m.name.as_str(), m.version))
+        );
+        let target = env.target.as_ref().map(|t| match t {
+            Target::Name(n) => TargetRef::Name(n.as_str()),
+            Target::Id(id) => TargetRef::Id(*id),
+        });
+        prop_assert_eq!(borrowed.target, target);
+        prop_assert_eq!(borrowed.deadline, env.deadline);
+        prop_assert_eq!(borrowed.traceparent, env.traceparent);
+        prop_assert_eq!(borrowed.has_metadata(), !env.metadata.is_empty());
+        let entries: Vec<(&str, &str)> = env.metadata.iter().collect();
+        prop_assert_eq!(borrowed.metadata().collect::<Vec<_>>(), entries);
+        prop_assert_eq!(borrowed.payload, &env.payload[..]);
+    }
+
+    #[test]
     fn each_kind_round_trips_with_all_fields(kind in arb_kind(), env in arb_envelope()) {
         // Same as above but forces every kind to be seen with full headers.
         let env = Envelope { kind, ..env }

@@ -332,7 +332,13 @@ impl FrameReceiver for QuicReceiver {
             if let Ok(Some(frame)) = self.decoder.next_frame() {
                 return Some(frame);
             }
+            // Whole frames are sliced out of the chunk read, not copied.
             // A decoder error is reported by `recv`.
+            match self.decoder.next_frame_from(&mut self.pending) {
+                Ok(Some(frame)) => return Some(frame),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
             if self.pending.is_empty() {
                 return None;
             }
@@ -348,6 +354,11 @@ impl FrameReceiver for QuicReceiver {
         Box::pin(async move {
             loop {
                 match self.decoder.next_frame() {
+                    Ok(Some(frame)) => return Ok(frame),
+                    Ok(None) => {}
+                    Err(e) => return Err(self.closed(e)),
+                }
+                match self.decoder.next_frame_from(&mut self.pending) {
                     Ok(Some(frame)) => return Ok(frame),
                     Ok(None) => {}
                     Err(e) => return Err(self.closed(e)),

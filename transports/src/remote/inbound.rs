@@ -24,14 +24,9 @@ use super::stream::{Encoded, remote_items};
 /// A tell ready to be delivered in order by a channel's forwarder.
 pub(crate) type TellJob = BoxFuture<'static, ()>;
 
-/// What a served ask answers: the whole reply frame, or a stream of
-/// encoded items.
-pub(crate) enum Served {
-    Unary(Bytes),
-    Stream(ReplyStream<Bytes>),
-}
-
-type ServeFuture = BoxFuture<'static, Result<Served, WireError>>;
+/// Serves one inbound ask: sends its answer (for a stream: every item,
+/// under credit) on the session.
+type ServeFuture = BoxFuture<'static, ()>;
 
 /// What the receiving node can do with a decoded message of one type.
 pub(crate) trait Inbound: Send + Sync + 'static {
@@ -119,19 +114,22 @@ impl<M: RemoteMessage> AskTarget for UnaryAsk<M> {
         corr: u64,
     ) -> Result<ServeFuture, WireError> {
         let msg: M = session.agreed.decode_with.decode(payload)?;
-        let to = self.0.clone();
+        let ask = scoped_ask(self.0.clone(), msg, scope);
         let codec = session.codec();
-        Ok(Box::pin(async move {
-            let reply = scoped_ask(to, msg, scope).await?;
-            // The reply is encoded straight after its header.
-            let frame = build_frame(|buf| {
-                Envelope::new(Kind::Reply, corr)
-                    .from_callee()
-                    .encode_header(buf);
-                codec.encode(&reply, buf)
-            })?;
-            Ok(Served::Unary(frame))
-        }))
+        Ok(Box::pin(Arc::clone(session).serve_unary(
+            corr,
+            async move {
+                let reply = ask.await?;
+                // The reply is encoded straight after its header.
+                let frame = build_frame(|buf| {
+                    Envelope::new(Kind::Reply, corr)
+                        .from_callee()
+                        .encode_header(buf);
+                    codec.encode(&reply, buf)
+                })?;
+                Ok(frame)
+            },
+        )))
     }
 }
 
@@ -162,15 +160,18 @@ impl<M: RemoteStream> AskTarget for StreamAsk<M> {
         payload: &[u8],
         scope: SharedScope,
         session: &Arc<Session>,
-        _corr: u64,
+        corr: u64,
     ) -> Result<ServeFuture, WireError> {
         let msg: M = session.agreed.decode_with.decode(payload)?;
-        let to = self.0.clone();
+        let ask = scoped_ask(self.0.clone(), msg, scope);
         let codec = session.codec();
-        Ok(Box::pin(async move {
-            let items = scoped_ask(to, msg, scope).await?.into_stream();
-            Ok(serve_stream(items, codec))
-        }))
+        Ok(Box::pin(Arc::clone(session).serve_stream(
+            corr,
+            async move {
+                let items = ask.await?.into_stream();
+                Ok(encoded(items, codec))
+            },
+        )))
     }
 }
 
@@ -212,10 +213,14 @@ impl<O: RemoteDuplex> AskTarget for DuplexAsk<O> {
         let (feed, input) = remote_items::<O::In>(session, corr, false);
         session.open_feed(corr, false, feed);
         let msg = Duplex::new(open, ReplyStream::from_source(input));
-        Ok(Box::pin(async move {
-            let items = scoped_ask(to, msg, scope).await?;
-            Ok(serve_stream(items, codec))
-        }))
+        let ask = scoped_ask(to, msg, scope);
+        Ok(Box::pin(Arc::clone(session).serve_stream(
+            corr,
+            async move {
+                let items = ask.await?;
+                Ok(encoded(items, codec))
+            },
+        )))
     }
 }
 
@@ -295,22 +300,23 @@ fn tell_job<M: Message>(to: Recipient<M>, msg: M, scope: SharedScope) -> TellJob
 }
 
 /// Asks `to` with `scope` as the current request (deadline, trace, caller,
-/// cancel), failing as the caller should see it.
+/// cancel). The ask is made inside the scope and carries it from then on,
+/// so only its creation, not every poll, runs in the scope.
 async fn scoped_ask<M: Message>(
     to: Recipient<M>,
     msg: M,
     scope: SharedScope,
 ) -> Result<M::Reply, WireError> {
-    let fut = Scoped {
-        scope,
-        fut: Box::pin(async move { to.ask(msg).await }),
-    };
-    fut.await.map_err(to_wire)
+    let ask = scope.enter(|| to.ask(msg).into_future());
+    ask.await.map_err(to_wire)
 }
 
-/// A handler's reply stream, served encoded.
-fn serve_stream<T: Serialize + Send + 'static>(items: ReplyStream<T>, codec: CodecKind) -> Served {
-    Served::Stream(ReplyStream::from_source(Encoded::new(items, codec)))
+/// A handler's reply stream, encoded.
+fn encoded<T: Serialize + Send + 'static>(
+    items: ReplyStream<T>,
+    codec: CodecKind,
+) -> ReplyStream<Bytes> {
+    ReplyStream::from_source(Encoded::new(items, codec))
 }
 
 /// Polls `fut` with `scope` as the current request, so the ask or tell it

@@ -4,9 +4,10 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use plexus_codecs::{
-    Codec, Envelope, Kind, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply, WireError,
-    WireMessage, WireStr,
+    Codec, Envelope, Kind, MessageId, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply,
+    Target, WireError, WireMessage, WireStr,
 };
 use plexus_runtime::remote::current_call;
 use plexus_runtime::stream::{Duplex, ReplyStream};
@@ -16,7 +17,7 @@ use tokio::sync::{TryAcquireError, oneshot};
 
 use super::RemoteInner;
 use super::inbound::from_wire;
-use super::session::{Session, TELL_WINDOW, TellChannel, hex, lock, to_traceparent};
+use super::session::{Session, TELL_WINDOW, TellChannel, build_frame, hex, lock, to_traceparent};
 use super::stream::{self, Encoded, remote_items};
 
 pub(crate) struct RemoteSink<M> {
@@ -37,6 +38,9 @@ struct Route {
     /// Why the peer takes no `M` (it does not expose it, or not at this
     /// version), from the handshake.
     refused: Option<WireError>,
+    /// The envelope header of a tell without deadline or trace, encoded
+    /// once: such a tell's frame is this, then the payload.
+    tell_header: Bytes,
 }
 
 impl<M> RemoteSink<M> {
@@ -64,10 +68,17 @@ impl<M> RemoteSink<M> {
             return Some(Arc::clone(r));
         }
         let session = self.remote.session(&self.peer)?;
+        let channel = session.channel(&self.target);
+        let mut tell_header = BytesMut::new();
+        Envelope::new(Kind::Tell, channel.id)
+            .with_message(MessageId::new(name.to_owned(), version))
+            .with_target(Target::Name(self.target.clone()))
+            .encode_header(&mut tell_header);
         let fresh = Arc::new(Route {
-            channel: session.channel(&self.target),
+            channel,
             refused: session.agreed.check_call(name, version).err(),
             session,
+            tell_header: tell_header.freeze(),
         });
         *route = Some(Arc::clone(&fresh));
         Some(fresh)
@@ -160,7 +171,7 @@ impl<M> RemoteSink<M> {
             .map_err(|e| from_wire(e, &self.peer))?;
         drop(msg);
         registered(s, corr);
-        if s.tx.send(frame).await.is_err() {
+        if s.send(frame).await.is_err() {
             guard.armed = false;
             lock(&s.pending).take(corr);
             s.forget_stream(corr, true);
@@ -268,7 +279,28 @@ impl<M: WireMessage + Message> RemoteSink<M> {
         route.channel.take_refusal()
     }
 
-    fn try_tell_wire(&self, msg: M) -> Result<(), TrySendError<M>> {
+    /// The frame of a tell on `route`: its cached header and the payload,
+    /// or, with a trace to carry, the whole envelope.
+    fn tell_frame(
+        &self,
+        route: &Route,
+        msg: &M,
+        trace: Option<TraceContext>,
+    ) -> Result<Bytes, WireError> {
+        let s = &route.session;
+        match trace.and_then(to_traceparent) {
+            None => build_frame(|buf| {
+                buf.extend_from_slice(&route.tell_header);
+                s.codec().encode(msg, buf)?;
+                Ok(())
+            }),
+            tp => s.encode_request(Kind::Tell, route.channel.id, &self.target, msg, None, tp),
+        }
+    }
+
+    /// Send a tell now if there is credit and room on the link (no future,
+    /// no waiting); `Full` hands it back.
+    fn tell_wire_now(&self, msg: M, trace: Option<TraceContext>) -> Result<(), TrySendError<M>> {
         let id = ActorId::REMOTE;
         let Some(route) = self.route(M::NAME, M::VERSION) else {
             return Err(TrySendError::Closed { msg, id });
@@ -277,18 +309,17 @@ impl<M: WireMessage + Message> RemoteSink<M> {
         if let Some(error) = self.refusal(&route) {
             return Err(TrySendError::Rejected { msg, error });
         }
+        let full = |msg| TrySendError::Full {
+            msg,
+            id,
+            capacity: TELL_WINDOW,
+        };
         match ch.credits.try_acquire() {
             Ok(p) => p.forget(),
-            Err(TryAcquireError::NoPermits) => {
-                return Err(TrySendError::Full {
-                    msg,
-                    id,
-                    capacity: TELL_WINDOW,
-                });
-            }
+            Err(TryAcquireError::NoPermits) => return Err(full(msg)),
             Err(TryAcquireError::Closed) => return Err(TrySendError::Closed { msg, id }),
         }
-        let frame = match s.encode_request(Kind::Tell, ch.id, &self.target, &msg, None, None) {
+        let frame = match self.tell_frame(&route, &msg, trace) {
             Ok(f) => f,
             Err(e) => {
                 ch.credits.add_permits(1);
@@ -300,11 +331,7 @@ impl<M: WireMessage + Message> RemoteSink<M> {
             Ok(()) => Ok(()),
             Err(plexus_runtime::remote::LinkError::Full { .. }) => {
                 ch.credits.add_permits(1);
-                Err(TrySendError::Full {
-                    msg,
-                    id,
-                    capacity: TELL_WINDOW,
-                })
+                Err(full(msg))
             }
             Err(_) => Err(TrySendError::Closed { msg, id }),
         }
@@ -331,8 +358,7 @@ impl<M: WireMessage + Message> RemoteSink<M> {
                 Ok(p) => p.forget(),
                 Err(_) => return Err(SendError::Closed { msg, id }),
             }
-            let tp = trace.and_then(to_traceparent);
-            let frame = match s.encode_request(Kind::Tell, ch.id, &self.target, &msg, None, tp) {
+            let frame = match self.tell_frame(&route, &msg, trace) {
                 Ok(f) => f,
                 Err(e) => {
                     ch.credits.add_permits(1);
@@ -350,11 +376,15 @@ impl<M: WireMessage + Message> RemoteSink<M> {
 
 impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
     fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
-        self.try_tell_wire(msg)
+        self.tell_wire_now(msg, None)
     }
 
     fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
         self.tell_wire(msg)
+    }
+
+    fn tell_now(&self, msg: M) -> Result<(), TrySendError<M>> {
+        self.tell_wire_now(msg, current_call().and_then(|c| c.trace))
     }
 
     fn ask(&self, msg: M, timeout: Option<Duration>) -> BoxFuture<'_, Result<M::Reply, AskError>> {
@@ -387,11 +417,16 @@ pub(crate) struct RemoteStreamSink<M>(pub(crate) RemoteSink<M>);
 
 impl<M: RemoteStream> MessageSink<M> for RemoteStreamSink<M> {
     fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
-        self.0.try_tell_wire(msg)
+        self.0.tell_wire_now(msg, None)
     }
 
     fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
         self.0.tell_wire(msg)
+    }
+
+    fn tell_now(&self, msg: M) -> Result<(), TrySendError<M>> {
+        self.0
+            .tell_wire_now(msg, current_call().and_then(|c| c.trace))
     }
 
     fn ask(&self, msg: M, timeout: Option<Duration>) -> BoxFuture<'_, Result<M::Reply, AskError>> {

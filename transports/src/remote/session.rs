@@ -13,17 +13,20 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use plexus_codecs::{
-    Agreed, Codec, CodecKind, Envelope, Kind, MessageId, Target, TraceParent, WireError,
-    WireMessage, WireStr,
+    Agreed, Codec, CodecKind, Envelope, EnvelopeRef, Kind, Target, TargetRef, TraceParent,
+    WireError, WireMessage, WireStr,
 };
 use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
-use plexus_runtime::remote::{CallScope, CancelToken, FrameReceiver, FrameSender, SharedScope};
+use plexus_runtime::remote::{
+    CallScope, CancelToken, FrameReceiver, FrameSender, LinkError, SharedScope,
+};
+use plexus_runtime::stream::ReplyStream;
 use plexus_runtime::trace::TraceContext;
 use plexus_runtime::{AskError, BoxFuture};
 use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::RemoteInner;
-use super::inbound::{AskTarget, Served, TellJob, TellTarget};
+use super::inbound::{AskTarget, TellJob, TellTarget};
 use super::stream::{self, Feed, STREAM_WINDOW, stream_error};
 
 /// Tells one sender may have queued at one target before the receiver
@@ -46,12 +49,26 @@ pub(crate) struct TellChannel {
     pub(crate) credits: Semaphore,
     /// The peer refused a tell of this channel; the next tell reports it.
     refused: Mutex<Option<AskError>>,
+    /// Whether `refused` holds a refusal: read by every tell without the
+    /// lock, written under it.
+    has_refusal: AtomicBool,
 }
 
 impl TellChannel {
     /// The refusal to report, once.
     pub(crate) fn take_refusal(&self) -> Option<AskError> {
-        lock(&self.refused).take()
+        if !self.has_refusal.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut refused = lock(&self.refused);
+        self.has_refusal.store(false, Ordering::Release);
+        refused.take()
+    }
+
+    fn refuse(&self, error: AskError) {
+        let mut refused = lock(&self.refused);
+        *refused = Some(error);
+        self.has_refusal.store(true, Ordering::Release);
     }
 }
 
@@ -62,7 +79,7 @@ struct InboundCall {
 
 /// An inbound ask being served by the reader task; it sends its own answer
 /// (for a stream: every item, under credit).
-type Serving = Abortable<BoxFuture<'static, ()>>;
+type Serving = Abortable<tracing::instrument::Instrumented<BoxFuture<'static, ()>>>;
 
 /// The receiving side of one tell channel, kept by the reader.
 #[derive(Default)]
@@ -101,13 +118,14 @@ impl<T, const N: usize> TargetCache<T, N> {
     /// time.
     fn get_or_resolve(
         &mut self,
-        message: &MessageId,
+        (message, version): (&str, u32),
         target: &str,
         resolve: impl FnOnce() -> Result<T, WireError>,
     ) -> Result<&mut T, WireError> {
-        let cached = self.entries.iter().position(|(name, version, to, _)| {
-            *version == message.version && *name == message.name && **to == *target
-        });
+        let cached = self
+            .entries
+            .iter()
+            .position(|(name, v, to, _)| *v == version && **name == *message && **to == *target);
         let at = match cached {
             Some(at) => at,
             None => {
@@ -117,8 +135,8 @@ impl<T, const N: usize> TargetCache<T, N> {
                 }
                 // Owned copies: slices would pin the frame's whole buffer.
                 self.entries.push((
-                    WireStr::from(message.name.to_string()),
-                    message.version,
+                    WireStr::from(message.to_owned()),
+                    version,
                     WireStr::from(target.to_owned()),
                     resolved,
                 ));
@@ -133,10 +151,108 @@ impl<T, const N: usize> TargetCache<T, N> {
     }
 }
 
+/// What the reader needs of a tell frame.
+struct TellRef<'a> {
+    channel: u64,
+    message: Option<(&'a str, u32)>,
+    target: Option<TargetRef<'a>>,
+    deadline: Option<Duration>,
+    traceparent: Option<TraceParent>,
+    payload: &'a [u8],
+}
+
+impl<'a> From<&EnvelopeRef<'a>> for TellRef<'a> {
+    fn from(env: &EnvelopeRef<'a>) -> Self {
+        Self {
+            channel: env.correlation,
+            message: env.message,
+            target: env.target,
+            deadline: env.deadline,
+            traceparent: env.traceparent,
+            payload: env.payload,
+        }
+    }
+}
+
+/// The header of the last plain tell read (no deadline, trace or
+/// metadata). A sender's plain tells on one channel share their header
+/// byte for byte (it caches it), so a frame that starts with these bytes
+/// has this header and the rest is its payload: it is read without
+/// decoding.
+#[derive(Default)]
+struct LastTell {
+    header: Vec<u8>,
+    channel: u64,
+    name: String,
+    version: u32,
+    target: String,
+}
+
+impl LastTell {
+    /// The tell in `frame`, if its header is the last one's.
+    fn repeat<'a>(&'a self, frame: &'a [u8]) -> Option<TellRef<'a>> {
+        let payload = frame.strip_prefix(self.header.as_slice())?;
+        (!self.header.is_empty()).then_some(TellRef {
+            channel: self.channel,
+            message: Some((&self.name, self.version)),
+            target: Some(TargetRef::Name(&self.target)),
+            deadline: None,
+            traceparent: None,
+            payload,
+        })
+    }
+
+    /// Remember the header of `env`, read from `frame`, if it is plain.
+    fn remember(&mut self, frame: &[u8], env: &EnvelopeRef<'_>) {
+        let (Some((name, version)), Some(TargetRef::Name(target))) = (env.message, env.target)
+        else {
+            return;
+        };
+        if env.deadline.is_some() || env.traceparent.is_some() || env.has_metadata() {
+            return;
+        }
+        let Some(header) = frame.get(..frame.len() - env.payload.len()) else {
+            return;
+        };
+        self.header.clear();
+        self.header.extend_from_slice(header);
+        self.channel = env.correlation;
+        self.name.clear();
+        self.name.push_str(name);
+        self.version = version;
+        self.target.clear();
+        self.target.push_str(target);
+    }
+}
+
+/// The receiving sides of the peer's tell channels, by channel id. Bursts
+/// come from one channel at a time: the last one found is checked first,
+/// before hashing.
+#[derive(Default)]
+struct InChannels {
+    list: Vec<(u64, InChannel)>,
+    index: HashMap<u64, usize>,
+    last: usize,
+}
+
+impl InChannels {
+    /// Channel `id`'s state, made on its first tell.
+    fn get(&mut self, id: u64) -> &mut InChannel {
+        if self.list.get(self.last).is_none_or(|(at, _)| *at != id) {
+            let list = &mut self.list;
+            self.last = *self.index.entry(id).or_insert_with(|| {
+                list.push((id, InChannel::default()));
+                list.len() - 1
+            });
+        }
+        &mut self.list[self.last].1
+    }
+}
+
 /// What the reader keeps between frames.
 #[derive(Default)]
 struct ReaderState {
-    channels: HashMap<u64, InChannel>,
+    channels: InChannels,
     /// Channels that may have credit owed, granted when the reader idles.
     owing: Vec<u64>,
     /// Where asks went, by message type and target, while the node's
@@ -152,7 +268,7 @@ impl ReaderState {
     fn ask_target(
         &mut self,
         remote: &RemoteInner,
-        message: &MessageId,
+        (name, version): (&str, u32),
         target: &str,
     ) -> Result<&dyn AskTarget, WireError> {
         let generation = remote.node.registry().generation();
@@ -160,10 +276,10 @@ impl ReaderState {
             self.asks.clear();
             self.generation = generation;
         }
-        let to = self.asks.get_or_resolve(message, target, || {
+        let to = self.asks.get_or_resolve((name, version), target, || {
             remote
                 .registry
-                .lookup(&message.name, message.version)?
+                .lookup(name, version)?
                 .ask_target(&remote.node, target)
         })?;
         Ok(&**to)
@@ -253,6 +369,7 @@ impl Session {
                 id,
                 credits: Semaphore::new(TELL_WINDOW),
                 refused: Mutex::new(None),
+                has_refusal: AtomicBool::new(false),
             });
             if !self.is_alive() {
                 ch.credits.close();
@@ -395,6 +512,7 @@ impl Session {
         // This task's waker, to start the asks of a burst as they arrive.
         let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let mut burst = 0;
+        let mut last_tell = LastTell::default();
         loop {
             let ready = if burst < BURST { rx.try_recv() } else { None };
             let next = if let Some(frame) = ready {
@@ -420,17 +538,34 @@ impl Session {
                     break;
                 }
             };
-            let env = match Envelope::decode(frame) {
-                Ok(env) => env,
+            let Some(remote) = remote.upgrade() else {
+                break;
+            };
+            // Tells, the bulk of traffic, are read in place; the rest as
+            // owned envelopes (a reply is handed to its caller).
+            let decoded = if let Some(tell) = last_tell.repeat(&frame) {
+                Ok(self.on_tell(&tell, &remote, &mut state))
+            } else if EnvelopeRef::peek_kind(&frame) == Some(Kind::Tell) {
+                EnvelopeRef::decode(&frame).map(|env| {
+                    last_tell.remember(&frame, &env);
+                    self.on_tell(&TellRef::from(&env), &remote, &mut state)
+                })
+            } else if EnvelopeRef::peek_kind(&frame) == Some(Kind::Ask) {
+                EnvelopeRef::decode(&frame).map(|env| self.on_ask(&env, &remote, &mut state))
+            } else {
+                Envelope::decode(frame).map(|env| {
+                    self.on_envelope(env);
+                    None
+                })
+            };
+            let serve = match decoded {
+                Ok(serve) => serve,
                 Err(e) => {
                     tracing::warn!(peer = %self.peer, error = %e, "undecodable frame dropped");
                     continue;
                 }
             };
-            let Some(remote) = remote.upgrade() else {
-                break;
-            };
-            if let Some(s) = self.on_envelope(env, &remote, &mut state) {
+            if let Some(s) = serve {
                 serving.push(s);
                 // Put the ask in the mailbox now, not after the burst.
                 let mut cx = std::task::Context::from_waker(&waker);
@@ -443,12 +578,8 @@ impl Session {
         }
     }
 
-    fn on_envelope(
-        self: &Arc<Self>,
-        env: Envelope,
-        remote: &Arc<RemoteInner>,
-        state: &mut ReaderState,
-    ) -> Option<Serving> {
+    /// Every frame but tells and asks (which are read in place).
+    fn on_envelope(self: &Arc<Self>, env: Envelope) {
         tracing::trace!(peer = %self.peer, kind = ?env.kind, correlation = env.correlation, "frame");
         let corr = env.correlation;
         match env.kind {
@@ -458,7 +589,7 @@ impl Session {
                 if let Some(ch) = ch {
                     let error = stream_error(&env, &self.peer);
                     tracing::warn!(peer = %self.peer, %error, "remote tell refused");
-                    *lock(&ch.refused) = Some(error);
+                    ch.refuse(error);
                 }
             }
             Kind::Reply | Kind::Error if env.from_callee => {
@@ -490,7 +621,7 @@ impl Session {
             Kind::Credit => {
                 let Some(n) = env.credits() else {
                     tracing::debug!(peer = %self.peer, "malformed credit ignored");
-                    return None;
+                    return;
                 };
                 let n = usize::try_from(n).unwrap_or(usize::MAX);
                 if corr >> 63 == 1 {
@@ -504,8 +635,8 @@ impl Session {
                     c.add_permits(n.min(room));
                 }
             }
-            Kind::Tell => self.on_tell(env, remote, state),
-            Kind::Ask => return self.on_ask(env, remote, state),
+            // Read in place by `run`, never decoded owned.
+            Kind::Tell | Kind::Ask => {}
             Kind::Cancel if env.from_callee => {
                 // The callee of our call stopped reading its input.
                 self.stop_upload(corr);
@@ -529,15 +660,20 @@ impl Session {
                 tracing::debug!(peer = %self.peer, kind = ?env.kind, "unexpected frame kind ignored")
             }
         }
-        None
     }
 
-    fn scope(&self, env: &Envelope, remote: &RemoteInner) -> CallScope {
+    fn scope(
+        &self,
+        correlation: u64,
+        deadline: Option<Duration>,
+        trace: Option<TraceParent>,
+        remote: &RemoteInner,
+    ) -> CallScope {
         let mut scope = CallScope::new()
-            .correlation(env.correlation)
-            .trace(env.traceparent.map(to_context))
+            .correlation(correlation)
+            .trace(trace.map(to_context))
             .caller(Arc::clone(&self.peer));
-        if let Some(budget) = env.deadline {
+        if let Some(budget) = deadline {
             scope = scope.deadline(plexus_runtime::protocols::rpc::deadline_from_budget(
                 budget,
                 remote.node.now(),
@@ -551,11 +687,16 @@ impl Session {
     /// them in the channel's forwarder, keeping the channel's order. A tell
     /// the node cannot take is reported back to the sender (its next tell
     /// to that target returns the refusal).
-    fn on_tell(&self, env: Envelope, remote: &Arc<RemoteInner>, state: &mut ReaderState) {
-        let channel = env.correlation;
-        let ch = state.channels.entry(channel).or_default();
+    fn on_tell(
+        &self,
+        env: &TellRef<'_>,
+        remote: &Arc<RemoteInner>,
+        state: &mut ReaderState,
+    ) -> Option<Serving> {
+        let channel = env.channel;
+        let ch = state.channels.get(channel);
         let direct = ch.queued.load(Ordering::Acquire) == 0;
-        let job = match self.dispatch_tell(&env, remote, ch, direct) {
+        let job = match self.dispatch_tell(env, remote, ch, direct) {
             Ok(job) => job,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
@@ -573,7 +714,7 @@ impl Session {
                 let n = std::mem::take(&mut ch.owed);
                 self.send_soon(encode(&Envelope::credit(channel, n).from_callee()));
             }
-            return;
+            return None;
         };
         let tx = ch
             .forwarder
@@ -583,14 +724,14 @@ impl Session {
             ch.queued.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(peer = %self.peer, channel, "peer exceeded its tell credit; tell dropped");
         }
+        None
     }
 
     /// Grant the credit owed for tells the reader delivered itself.
     fn grant_owed(&self, state: &mut ReaderState) {
         for channel in state.owing.drain(..) {
-            if let Some(ch) = state.channels.get_mut(&channel)
-                && ch.owed > 0
-            {
+            let ch = state.channels.get(channel);
+            if ch.owed > 0 {
                 let n = std::mem::take(&mut ch.owed);
                 self.send_soon(encode(&Envelope::credit(channel, n).from_callee()));
             }
@@ -601,13 +742,13 @@ impl Session {
     /// or if the mailbox is full, the job that delivers the tell.
     fn dispatch_tell(
         &self,
-        env: &Envelope,
+        env: &TellRef<'_>,
         remote: &RemoteInner,
         ch: &mut InChannel,
         direct: bool,
     ) -> Result<Option<TellJob>, WireError> {
-        let target = target_name(env)?;
-        let Some(message) = &env.message else {
+        let target = target_name(env.target)?;
+        let Some(message) = env.message else {
             return Err(WireError::BadPayload {
                 reason: "envelope names no message".to_owned(),
             });
@@ -615,19 +756,20 @@ impl Session {
         let to = ch.targets.get_or_resolve(message, target, || {
             remote
                 .registry
-                .lookup(&message.name, message.version)?
+                .lookup(message.0, message.1)?
                 .tell_target(&remote.node, target)
         })?;
         let scope = if env.deadline.is_none() && env.traceparent.is_none() {
-            self.caller_scope.with_correlation(env.correlation)
+            self.caller_scope.with_correlation(env.channel)
         } else {
-            self.scope(env, remote).share()
+            self.scope(env.channel, env.deadline, env.traceparent, remote)
+                .share()
         };
         let codec = self.agreed.decode_with;
         if direct {
-            to.try_tell(&remote.node, codec, &env.payload, scope)
+            to.try_tell(&remote.node, codec, env.payload, scope)
         } else {
-            to.tell(codec, &env.payload, scope).map(Some)
+            to.tell(codec, env.payload, scope).map(Some)
         }
     }
 
@@ -656,7 +798,7 @@ impl Session {
 
     fn on_ask(
         self: &Arc<Self>,
-        env: Envelope,
+        env: &EnvelopeRef<'_>,
         remote: &Arc<RemoteInner>,
         state: &mut ReaderState,
     ) -> Option<Serving> {
@@ -669,16 +811,19 @@ impl Session {
             _ => {}
         }
         let started = (|| {
-            let target = target_name(&env)?;
-            let Some(message) = &env.message else {
+            let target = target_name(env.target)?;
+            let Some(message) = env.message else {
                 return Err(WireError::BadPayload {
                     reason: "envelope names no message".to_owned(),
                 });
             };
             let to = state.ask_target(remote, message, target)?;
             let cancel = CancelToken::new();
-            let scope = self.scope(&env, remote).cancel(cancel.clone()).share();
-            let fut = to.ask(&env.payload, scope, self, corr)?;
+            let scope = self
+                .scope(corr, env.deadline, env.traceparent, remote)
+                .cancel(cancel.clone())
+                .share();
+            let fut = to.ask(env.payload, scope, self, corr)?;
             Ok::<_, WireError>((fut, cancel))
         })();
         let (fut, cancel) = match started {
@@ -698,35 +843,63 @@ impl Session {
         );
         let (abort, registration) = AbortHandle::new_pair();
         lock(&self.inbound).insert(corr, InboundCall { cancel, abort });
-        let session = Arc::clone(self);
-        let serve: BoxFuture<'static, ()> = Box::pin(tracing::Instrument::instrument(
-            async move {
-                let result = fut.await;
-                if let Ok(Served::Stream(items)) = result {
-                    if !lock(&session.inbound).contains_key(&corr) {
-                        return; // cancelled meanwhile
-                    }
-                    let credits = session.open_credits(corr, true);
-                    let open = encode(&Envelope::new(Kind::Reply, corr).from_callee());
-                    if session.tx.send(open).await.is_ok() {
-                        stream::pump(&session, corr, true, items, &credits).await;
-                    }
-                    session.end_served(corr);
-                    return;
+        Some(Abortable::new(
+            tracing::Instrument::instrument(fut, span),
+            registration,
+        ))
+    }
+
+    /// Send `frame`: now if the link has room (no future), else waiting.
+    pub(crate) async fn send(&self, frame: Bytes) -> Result<(), LinkError> {
+        match self.tx.try_send(frame.clone()) {
+            Err(LinkError::Full { .. }) => self.tx.send(frame).await,
+            sent => sent,
+        }
+    }
+
+    /// Serve our peer's unary ask `corr`: send its reply frame, or its
+    /// error, unless the caller cancelled meanwhile.
+    pub(crate) async fn serve_unary(
+        self: Arc<Self>,
+        corr: u64,
+        reply: impl Future<Output = Result<Bytes, WireError>>,
+    ) {
+        let result = reply.await;
+        if lock(&self.inbound).remove(&corr).is_none() {
+            return; // cancelled meanwhile
+        }
+        let frame = match result {
+            Ok(frame) => frame,
+            Err(e) => encode(&Envelope::error(corr, &e)),
+        };
+        let _ = self.send(frame).await;
+    }
+
+    /// Serve our peer's streaming ask `corr`: open the reply stream and
+    /// send its encoded items under credit, or send the error.
+    pub(crate) async fn serve_stream(
+        self: Arc<Self>,
+        corr: u64,
+        items: impl Future<Output = Result<ReplyStream<Bytes>, WireError>>,
+    ) {
+        let items = match items.await {
+            Ok(items) => items,
+            Err(e) => {
+                if lock(&self.inbound).remove(&corr).is_some() {
+                    let _ = self.send(encode(&Envelope::error(corr, &e))).await;
                 }
-                if lock(&session.inbound).remove(&corr).is_none() {
-                    return; // cancelled meanwhile
-                }
-                let frame = match result {
-                    Ok(Served::Unary(frame)) => frame,
-                    Ok(Served::Stream(_)) => return,
-                    Err(e) => encode(&Envelope::error(corr, &e)),
-                };
-                let _ = session.tx.send(frame).await;
-            },
-            span,
-        ));
-        Some(Abortable::new(serve, registration))
+                return;
+            }
+        };
+        if !lock(&self.inbound).contains_key(&corr) {
+            return; // cancelled meanwhile
+        }
+        let credits = self.open_credits(corr, true);
+        let open = encode(&Envelope::new(Kind::Reply, corr).from_callee());
+        if self.send(open).await.is_ok() {
+            stream::pump(&self, corr, true, items, &credits).await;
+        }
+        self.end_served(corr);
     }
 
     fn send_error(&self, corr: u64, e: &WireError) {
@@ -769,10 +942,10 @@ impl Session {
     }
 }
 
-fn target_name(env: &Envelope) -> Result<&str, WireError> {
-    match &env.target {
-        Some(Target::Name(n)) => Ok(n.as_str()),
-        Some(Target::Id(id)) => Err(WireError::UnknownTarget {
+fn target_name(target: Option<TargetRef<'_>>) -> Result<&str, WireError> {
+    match target {
+        Some(TargetRef::Name(n)) => Ok(n),
+        Some(TargetRef::Id(id)) => Err(WireError::UnknownTarget {
             target: format!("#{id}"),
         }),
         None => Err(WireError::UnknownTarget {
@@ -847,4 +1020,50 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_codecs::MessageId;
+
+    fn tell(channel: u64, target: &str, payload: &'static [u8]) -> Envelope {
+        Envelope::new(Kind::Tell, channel)
+            .with_message(MessageId::new("t.Note", 2))
+            .with_target(Target::Name(target.to_owned().into()))
+            .with_payload(Bytes::from_static(payload))
+    }
+
+    #[test]
+    fn a_repeated_tell_header_is_read_without_decoding_and_only_then() {
+        let mut last = LastTell::default();
+        let first = encode(&tell(1 << 63 | 1, "svc", b"one"));
+        assert!(last.repeat(&first).is_none(), "nothing remembered yet");
+        let env = EnvelopeRef::decode(&first).unwrap();
+        last.remember(&first, &env);
+
+        // Same channel and header, another payload: read from the cache.
+        let next = encode(&tell(1 << 63 | 1, "svc", b"second"));
+        let t = last.repeat(&next).unwrap();
+        assert_eq!(t.channel, 1 << 63 | 1);
+        assert_eq!(t.message, Some(("t.Note", 2)));
+        assert_eq!(t.target, Some(TargetRef::Name("svc")));
+        assert_eq!((t.deadline, t.traceparent), (None, None));
+        assert_eq!(t.payload, b"second");
+
+        // Another channel, target or any extra field: decoded as usual.
+        for other in [
+            tell(1 << 63 | 2, "svc", b"x"),
+            tell(1 << 63 | 1, "svd", b"x"),
+            tell(1 << 63 | 1, "svc", b"x").with_deadline(Duration::from_millis(5)),
+            Envelope::new(Kind::Ask, 1 << 63 | 1),
+        ] {
+            assert!(last.repeat(&encode(&other)).is_none(), "{other:?}");
+        }
+
+        // A tell with a deadline is not remembered; the plain header stays.
+        let timed = encode(&tell(1 << 63 | 1, "svc", b"t").with_deadline(Duration::from_millis(5)));
+        last.remember(&timed, &EnvelopeRef::decode(&timed).unwrap());
+        assert_eq!(last.repeat(&next).unwrap().payload, b"second");
+    }
 }

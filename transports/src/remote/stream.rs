@@ -233,7 +233,7 @@ pub(crate) async fn pump(
             Some(Err(e)) => {
                 let mut env = Envelope::error(corr, &to_wire(e));
                 env.from_callee = from_callee;
-                let _ = session.tx.send(encode(&env)).await;
+                let _ = session.send(encode(&env)).await;
                 return;
             }
             None => {
@@ -244,7 +244,7 @@ pub(crate) async fn pump(
                 return;
             }
         };
-        if session.tx.send(frame).await.is_err() {
+        if session.send(frame).await.is_err() {
             return;
         }
     }
