@@ -11,22 +11,21 @@ use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
+use std::time::Instant;
 
 use crate::actor::{Actor, StopReason};
 use crate::cell::{CellRef, Control, Shared, Sys, lock};
 use crate::clock::Clock;
 use crate::context::Context;
-use crate::envelope::{BoxEnvelope, CatchUnwind, Held, Outcome, Reject, Slot};
+use crate::envelope::{BoxEnvelope, CatchUnwind, Handled, Handling, Held, Outcome, Reject, Slot};
 use crate::inbox::Batch;
 use crate::spawn::Factory;
 use crate::supervision::{RestartWindow, Strategy};
-use crate::trace;
 
 pub(crate) struct ActorCell<A: Actor> {
     /// The actor and its context; `None` only while a handler runs.
     held: Option<Box<Held<A>>>,
     shared: Arc<Shared<A>>,
-    clock: Arc<dyn Clock>,
     /// Handling time is measured for one message in this many.
     timing_sample: u32,
     /// Messages to begin before the next measured one (a countdown, not a
@@ -35,9 +34,11 @@ pub(crate) struct ActorCell<A: Actor> {
     /// The messages taken from the mailbox in one go.
     batch: Batch<BoxEnvelope<A>>,
     slot: Option<Slot<A>>,
-    running: Option<Running>,
-    factory: Option<Factory<A>>,
-    window: RestartWindow,
+    /// A handler future is in the slot (it carries the message's span,
+    /// trace context and start time itself).
+    running: bool,
+    /// Only for an actor spawned from a factory.
+    restart: Option<Box<Restart<A>>>,
     /// Set once a graceful stop has begun: handle what is queued, then stop.
     draining: Option<StopReason>,
     /// Whether the loop already yielded once on an empty mailbox.
@@ -45,6 +46,12 @@ pub(crate) struct ActorCell<A: Actor> {
     /// Messages taken from the mailbox since the loop last waited.
     since_wait: u32,
     released: bool,
+}
+
+/// How a restartable actor is made again, and its recent restarts.
+struct Restart<A: Actor> {
+    factory: Factory<A>,
+    window: RestartWindow,
 }
 
 /// What the loop does next; see `ActorCell::next_envelope`.
@@ -56,9 +63,18 @@ enum Next<A: Actor> {
 }
 
 /// What the synchronous pass over the priority lane could not finish.
-enum SysNext<A: Actor> {
+enum SysNext {
     Stop(StopReason),
-    Await(Sys<A>),
+    /// The next item needs the async path; it is still queued.
+    Await,
+}
+
+/// What the loop awaits next (decided before any await, see `main`).
+#[derive(Clone, Copy)]
+enum Step {
+    Run,
+    Yield,
+    Wait,
 }
 
 /// What `begin` made of a message.
@@ -67,16 +83,8 @@ enum Begun {
     Skip,
     /// The actor cannot go on.
     Stop(StopReason),
-    /// The handler future is in the slot, its context in `running`.
+    /// The handler future is in the slot.
     Running,
-}
-
-/// The message being handled: kept in the cell, not in the loop's future,
-/// so the actor's task stays small.
-struct Running {
-    meta: crate::trace::Meta,
-    span: tracing::Span,
-    start: Option<std::time::Instant>,
 }
 
 /// Run a lifecycle hook on the held actor, catching a panic.
@@ -95,16 +103,19 @@ macro_rules! hook {
 impl<A: Actor> ActorCell<A> {
     pub(crate) fn new(actor: A, cx: Context<A>, factory: Option<Factory<A>>) -> Self {
         Self {
-            clock: Arc::clone(&cx.node.inner.clock),
             timing_sample: u32::try_from(cx.node.inner.timing_sample).unwrap_or(u32::MAX),
             until_timed: 0,
             shared: Arc::clone(&cx.myself.shared),
             held: Some(Box::new(Held { actor, cx })),
             batch: Batch::default(),
             slot: None,
-            running: None,
-            factory,
-            window: RestartWindow::default(),
+            running: false,
+            restart: factory.map(|factory| {
+                Box::new(Restart {
+                    factory,
+                    window: RestartWindow::default(),
+                })
+            }),
             draining: None,
             yielded: false,
             since_wait: 0,
@@ -112,15 +123,24 @@ impl<A: Actor> ActorCell<A> {
         }
     }
 
+    fn clock(&self) -> &dyn Clock {
+        &*self.shared.core.node.clock
+    }
+
     fn cx(&mut self) -> Option<&mut Context<A>> {
         self.held.as_deref_mut().map(|h| &mut h.cx)
     }
 
-    pub(crate) async fn run(self: Box<Self>) {
-        let mut this = self;
-        let reason = this.main().await;
-        // Rare paths are boxed so the idle actor's task stays small.
-        Box::pin(this.finish(reason)).await;
+    /// The actor's task. The cell lives in the task's future itself (one
+    /// allocation less per actor), so every await state below is kept small.
+    /// (An `async fn` would keep a second copy of its by-value `self`.)
+    #[allow(clippy::manual_async_fn)] // see above
+    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let reason = self.main().await;
+            // Rare paths are boxed so the idle actor's task stays small.
+            Box::pin(self.finish(reason)).await;
+        }
     }
 
     async fn main(&mut self) -> StopReason {
@@ -130,40 +150,54 @@ impl<A: Actor> ActorCell<A> {
         {
             return reason;
         }
-        // One await point per kind of work keeps the task's future small.
+        // One await point per kind of work keeps the task's future small,
+        // and no value that holds an envelope (or a stop reason) is alive
+        // across an await: matches decide first, awaits come after them.
         loop {
             if self.shared.core.sys_pending.load(Ordering::Acquire) {
                 // Stop and kill are handled here; only what must await
                 // (deliveries, restarts) pays for the boxed slow path.
-                match self.handle_sys_now() {
-                    Ok(()) => {}
+                let slow = match self.handle_sys_now() {
+                    Ok(()) => false,
                     Err(SysNext::Stop(reason)) => return reason,
-                    Err(SysNext::Await(item)) => {
-                        if let Some(reason) = Box::pin(self.handle_sys(item)).await {
-                            return reason;
-                        }
-                    }
+                    Err(SysNext::Await) => true,
+                };
+                if slow && let Some(reason) = Box::pin(self.handle_sys()).await {
+                    return reason;
                 }
             }
             if self.draining.is_none() && self.cx().is_some_and(|cx| cx.stop_requested) {
                 self.begin_drain(StopReason::Normal);
             }
-            let env = match self.next_envelope() {
-                Next::Envelope(env) => env,
+            let step = match self.next_envelope() {
+                Next::Envelope(env) => match self.begin(env) {
+                    Begun::Skip => continue,
+                    Begun::Stop(reason) => return reason,
+                    Begun::Running => Step::Run,
+                },
                 Next::Drained(reason) => return reason,
-                Next::Yield => {
+                Next::Yield => Step::Yield,
+                Next::Wait => Step::Wait,
+            };
+            match step {
+                Step::Run => {}
+                Step::Yield => {
                     tokio::task::yield_now().await;
                     continue;
                 }
-                Next::Wait => match self.wait().await {
-                    Some(env) => {
-                        self.since_wait = 1;
-                        env
+                Step::Wait => {
+                    let Some(env) = self.wait().await else {
+                        continue;
+                    };
+                    self.since_wait = 1;
+                    match self.begin(env) {
+                        Begun::Skip => continue,
+                        Begun::Stop(reason) => return reason,
+                        Begun::Running => {}
                     }
-                    None => continue,
-                },
-            };
-            if let Some(reason) = self.dispatch(env).await {
+                }
+            }
+            if let Some(reason) = self.handled().await {
                 return reason;
             }
         }
@@ -177,7 +211,7 @@ impl<A: Actor> ActorCell<A> {
         if self.draining.is_none()
             && let Some(h) = self.held.as_deref_mut()
             && !h.cx.timers.is_empty()
-            && let Some(env) = h.cx.timers.pop_due(self.clock.now())
+            && let Some(env) = h.cx.timers.pop_due(self.shared.core.node.clock.now())
         {
             return Next::Envelope(env);
         }
@@ -211,7 +245,7 @@ impl<A: Actor> ActorCell<A> {
             .held
             .as_deref()
             .and_then(|h| h.cx.timers.next_deadline());
-        let mut sleep = next.map(|at| self.clock.sleep_until(at));
+        let mut sleep = next.map(|at| shared.core.node.clock.sleep_until(at));
         poll_fn(|tcx| {
             // A due timer goes before a message that arrived at the same
             // time: the loop fires it, then takes the message.
@@ -257,25 +291,36 @@ impl<A: Actor> ActorCell<A> {
 
     /// Handle queued system messages that need no waiting (stop, kill)
     /// until the lane is empty or one needs the async path.
-    fn handle_sys_now(&mut self) -> Result<(), SysNext<A>> {
+    fn handle_sys_now(&mut self) -> Result<(), SysNext> {
         loop {
-            match self.pop_sys() {
-                None => return Ok(()),
-                Some(Sys::Ctl(Control::Stop(reason))) => self.begin_drain(reason),
+            let item = {
+                let mut lane = lock(&self.shared.sys);
+                match lane.queue.front() {
+                    Some(Sys::Ctl(Control::Stop(_) | Control::Kill(_))) => {}
+                    Some(_) => return Err(SysNext::Await),
+                    None => {
+                        self.shared.core.sys_pending.store(false, Ordering::Release);
+                        return Ok(());
+                    }
+                }
+                let item = lane.queue.pop_front();
+                if lane.queue.is_empty() {
+                    self.shared.core.sys_pending.store(false, Ordering::Release);
+                }
+                item
+            };
+            match item {
                 Some(Sys::Ctl(Control::Kill(reason))) => return Err(SysNext::Stop(reason)),
-                Some(other) => return Err(SysNext::Await(other)),
+                Some(Sys::Ctl(Control::Stop(reason))) => self.begin_drain(reason),
+                _ => {}
             }
         }
     }
 
-    /// Handle `first`, then every queued system message. `Some` = stop now.
-    async fn handle_sys(&mut self, first: Sys<A>) -> Option<StopReason> {
-        let mut next = Some(first);
+    /// Handle every queued system message. `Some` = stop now.
+    async fn handle_sys(&mut self) -> Option<StopReason> {
         loop {
-            let item = match next.take() {
-                Some(item) => item,
-                None => self.pop_sys()?,
-            };
+            let item = self.pop_sys()?;
             match item {
                 Sys::Deliver(env) => {
                     if let Some(reason) = self.dispatch(env).await {
@@ -288,7 +333,7 @@ impl<A: Actor> ActorCell<A> {
                     if self.draining.is_some() {
                         continue;
                     }
-                    if self.factory.is_none() {
+                    if self.restart.is_none() {
                         return Some(StopReason::SupervisorStopped);
                     }
                     if let Some(reason) = self.restart(reason).await {
@@ -308,49 +353,52 @@ impl<A: Actor> ActorCell<A> {
     }
 
     /// Handle one message. `Some` = the actor must stop.
-    ///
-    /// The checks and the handler's start are synchronous, so the future
-    /// this returns keeps only what it needs across the await: the actor's
-    /// task stays small (it is sized by its largest await state).
-    fn dispatch(
+    async fn dispatch(&mut self, env: BoxEnvelope<A>) -> Option<StopReason> {
+        match self.begin(env) {
+            Begun::Skip => None,
+            Begun::Stop(reason) => Some(reason),
+            Begun::Running => self.handled().await,
+        }
+    }
+
+    /// Run the handler `begin` put in the slot to its end. `Some` = the
+    /// actor must stop. Keeps only what it needs across the await: the
+    /// actor's task stays small (it is sized by its largest await state).
+    async fn handled(&mut self) -> Option<StopReason> {
+        let (running, slot) = (self.running, &mut self.slot);
+        let done = poll_fn(|tcx| match slot.as_mut() {
+            Some(slot) if running => slot.poll(tcx).map(Some),
+            _ => Poll::Ready(None),
+        })
+        .await?;
+        let message = self.after(done)?;
+        Box::pin(self.fail(StopReason::Panicked { message })).await
+    }
+
+    /// Take the actor back from a finished handler and count it; the panic
+    /// message if it panicked.
+    fn after(
         &mut self,
-        env: BoxEnvelope<A>,
-    ) -> impl Future<Output = Option<StopReason>> + Send + '_ {
-        let begun = self.begin(env);
-        async move {
-            match begun {
-                Begun::Skip => return None,
-                Begun::Stop(reason) => return Some(reason),
-                Begun::Running => {}
+        ((mut held, outcome), start): (Handled<A>, Option<Instant>),
+    ) -> Option<Arc<str>> {
+        self.running = false;
+        held.cx.meta = None;
+        self.held = Some(held);
+        let core = &self.shared.core;
+        if let Some(start) = start {
+            core.metrics
+                .record_handling(self.clock().now().saturating_duration_since(start));
+        }
+        core.metrics.handled.incr();
+        match outcome {
+            Outcome::Done => None,
+            Outcome::Cancelled => {
+                tracing::debug!(actor = %core.id, "handler cancelled by its remote caller");
+                None
             }
-            let (running, slot) = (&self.running, &mut self.slot);
-            let (mut held, outcome) = poll_fn(|tcx| {
-                let (Some(r), Some(slot)) = (running.as_ref(), slot.as_mut()) else {
-                    return Poll::Ready(None);
-                };
-                let _entered = r.span.enter();
-                trace::with_current(&r.meta, || slot.poll(tcx)).map(Some)
-            })
-            .await?;
-            let start = self.running.take().and_then(|r| r.start);
-            held.cx.meta = None;
-            self.held = Some(held);
-            let core = &self.shared.core;
-            if let Some(start) = start {
-                core.metrics
-                    .record_handling(self.clock.now().saturating_duration_since(start));
-            }
-            core.metrics.handled.incr();
-            match outcome {
-                Outcome::Done => None,
-                Outcome::Cancelled => {
-                    tracing::debug!(actor = %core.id, "handler cancelled by its remote caller");
-                    None
-                }
-                Outcome::Panicked(message) => {
-                    tracing::warn!(actor = %core.id, %message, "handler panicked");
-                    Box::pin(self.fail(StopReason::Panicked { message })).await
-                }
+            Outcome::Panicked(message) => {
+                tracing::warn!(actor = %core.id, %message, "handler panicked");
+                Some(message)
             }
         }
     }
@@ -360,7 +408,7 @@ impl<A: Actor> ActorCell<A> {
         let core = &self.shared.core;
         let deadline = env.meta().deadline;
         if let Some(deadline) = deadline
-            && self.clock.now() >= deadline
+            && self.clock().now() >= deadline
         {
             core.metrics.expired.incr();
             env.reject(Reject::Expired, core.id);
@@ -390,13 +438,14 @@ impl<A: Actor> ActorCell<A> {
             Some(n) => n,
             None => self.timing_sample - 1,
         };
-        let start = timed.then(|| self.clock.now());
+        let start = timed.then(|| self.clock().now());
         held.cx.meta = Some(meta.clone());
-        if let Err(held) = env.start(held, &mut self.slot) {
+        let how = Handling { span, meta, start };
+        if let Err(held) = env.start(held, &mut self.slot, how) {
             self.held = Some(held);
             return Begun::Skip;
         }
-        self.running = Some(Running { meta, span, start });
+        self.running = true;
         Begun::Running
     }
 
@@ -408,14 +457,17 @@ impl<A: Actor> ActorCell<A> {
             // The failed value's children go with it.
             self.stop_children(Control::Kill(StopReason::SupervisorStopped))
                 .await;
-            if self.factory.is_none() {
+            if self.restart.is_none() {
                 return Some(failure);
             }
             let core = &self.shared.core;
             let parent = Arc::clone(&core.parent);
-            let now = self.clock.now();
+            let now = self.clock().now();
             let admitted = match parent.strategy.strategy {
-                Strategy::OneForOne => self.window.admit(now, &parent.strategy),
+                Strategy::OneForOne => match self.restart.as_deref_mut() {
+                    Some(r) => r.window.admit(now, &parent.strategy),
+                    None => None,
+                },
                 Strategy::AllForOne => lock(&parent.group).admit(now, &parent.strategy),
             };
             let Some(n) = admitted else {
@@ -456,7 +508,7 @@ impl<A: Actor> ActorCell<A> {
                     .delay(n, &mut fastrand::Rng::with_seed(n.into())),
             };
             if !delay.is_zero() {
-                self.clock.sleep_until(now + delay).await;
+                self.clock().sleep_until(now + delay).await;
             }
             match self.restart(failure).await {
                 None => return None,
@@ -472,7 +524,7 @@ impl<A: Actor> ActorCell<A> {
     /// `None` = running again; `Some(Panicked)` = a hook or the factory
     /// panicked (a new failure for the caller to judge).
     async fn restart(&mut self, failure: StopReason) -> Option<StopReason> {
-        let factory = self.factory.as_mut()?;
+        let factory = &mut self.restart.as_deref_mut()?.factory;
         let fresh = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(factory)) {
             Ok(a) => a,
             Err(p) => {
@@ -521,7 +573,7 @@ impl<A: Actor> ActorCell<A> {
         }
     }
 
-    async fn finish(mut self, reason: StopReason) {
+    async fn finish(&mut self, reason: StopReason) {
         let shared = Arc::clone(&self.shared);
         let core = &shared.core;
         shared.close();
@@ -642,7 +694,7 @@ mod size_budget {
             restarts: 0,
             child_strategy: None,
         };
-        let cell = Box::new(ActorCell::new(Idle, cx, None));
+        let cell = ActorCell::new(Idle, cx, None);
         let run = cell.run();
         let size = std::mem::size_of_val(&run);
         assert!(size <= 320, "the actor task's future grew to {size} bytes");

@@ -171,7 +171,7 @@ impl Node {
             restarts: 0,
             child_strategy: opts.supervision.map(Box::new),
         };
-        let run = Box::new(ActorCell::new(actor, cx, factory)).run();
+        let run = ActorCell::new(actor, cx, factory).run();
         let handle = inner.handle.spawn(run);
         let _ = shared.core.task.set(handle.abort_handle());
         inner
