@@ -46,9 +46,10 @@ pub(crate) enum Sys<A: Actor> {
     Deliver(BoxEnvelope<A>),
 }
 
+/// The priority lane. The actor waits on it with the waker it leaves in
+/// its mailbox (see `Shared::push_sys`), so the lane keeps none of its own.
 pub(crate) struct SysLane<A: Actor> {
     pub(crate) queue: VecDeque<Sys<A>>,
-    pub(crate) waker: Option<Waker>,
     pub(crate) closed: bool,
 }
 
@@ -71,7 +72,6 @@ pub(crate) struct Death {
 pub(crate) struct Core {
     pub(crate) id: ActorId,
     pub(crate) name: Option<Arc<str>>,
-    pub(crate) type_name: &'static str,
     pub(crate) sys_pending: AtomicBool,
     pub(crate) node: Arc<NodeInner>,
     /// Who supervises this actor.
@@ -87,14 +87,12 @@ impl Core {
     pub(crate) fn new(
         id: ActorId,
         name: Option<Arc<str>>,
-        type_name: &'static str,
         node: &Arc<NodeInner>,
         parent: &Arc<Supervisor>,
     ) -> Self {
         Self {
             id,
             name,
-            type_name,
             sys_pending: AtomicBool::new(false),
             node: Arc::clone(node),
             parent: Arc::clone(parent),
@@ -190,7 +188,6 @@ impl<A: Actor> Shared<A> {
             inbox,
             sys: Mutex::new(SysLane {
                 queue: VecDeque::new(),
-                waker: None,
                 closed: false,
             }),
         })
@@ -204,19 +201,21 @@ impl<A: Actor> Shared<A> {
 
     /// Put an item on the priority lane and wake the actor. `false` if the
     /// actor has finished.
+    ///
+    /// The actor is woken through its mailbox's receiver waker: it registers
+    /// that waker under the mailbox lock and then checks `sys_pending`, and
+    /// this sets `sys_pending` before taking the waker under the same lock,
+    /// so either the actor sees the flag or this sees its waker.
     pub(crate) fn push_sys(&self, item: Sys<A>) -> bool {
-        let waker = {
+        {
             let mut lane = lock(&self.sys);
             if lane.closed {
                 return false;
             }
             lane.queue.push_back(item);
             self.core.sys_pending.store(true, Ordering::Release);
-            lane.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
         }
+        self.inbox.wake_receiver();
         true
     }
 }
@@ -224,6 +223,8 @@ impl<A: Actor> Shared<A> {
 /// What other parts of the runtime may do with an actor of unknown type.
 pub(crate) trait AnyCell: Send + Sync + 'static {
     fn core(&self) -> &Core;
+    /// The actor's Rust type.
+    fn type_name(&self) -> &'static str;
     /// Close the mailbox to new senders.
     fn close(&self) -> bool;
     fn control(&self, c: Control) -> bool;
@@ -235,6 +236,10 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
 impl<A: Actor> AnyCell for Shared<A> {
     fn core(&self) -> &Core {
         &self.core
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<A>()
     }
 
     fn close(&self) -> bool {

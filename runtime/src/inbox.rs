@@ -154,6 +154,15 @@ impl<T> Inbox<T> {
         Ok(st.receiver.take())
     }
 
+    /// Wake the receiver if it waits (for work that is not in this queue;
+    /// see `Shared::push_sys`).
+    pub(crate) fn wake_receiver(&self) {
+        let receiver = lock(&self.state).receiver.take();
+        if let Some(w) = receiver {
+            w.wake();
+        }
+    }
+
     /// Refuse every later push and wake the producers waiting for room (they
     /// get their messages back). Returns whether it was open.
     pub(crate) fn close(&self) -> bool {

@@ -392,7 +392,7 @@ impl Node {
             let s = ActorMetricsSnapshot::read(
                 core.id,
                 core.name.clone(),
-                core.type_name,
+                cell.type_name(),
                 cell.mailbox_len(),
                 cell.mailbox_capacity(),
                 &core.metrics,

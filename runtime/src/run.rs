@@ -257,13 +257,10 @@ impl<A: Actor> ActorCell<A> {
             if let Poll::Ready(env) = shared.inbox.poll_pop(batch, tcx) {
                 return Poll::Ready(Some(env));
             }
-            let mut lane = lock(&shared.sys);
-            if !lane.queue.is_empty() {
+            // The mailbox now holds this task's waker, which `push_sys`
+            // takes after raising the flag.
+            if shared.core.sys_pending.load(Ordering::Acquire) {
                 return Poll::Ready(None);
-            }
-            match &lane.waker {
-                Some(w) if w.will_wake(tcx.waker()) => {}
-                _ => lane.waker = Some(tcx.waker().clone()),
             }
             Poll::Pending
         })
@@ -410,13 +407,13 @@ impl<A: Actor> ActorCell<A> {
         if let Some(deadline) = deadline
             && self.clock().now() >= deadline
         {
-            core.metrics.expired.incr();
+            core.metrics.more().expired.incr();
             env.reject(Reject::Expired, core.id);
             return Begun::Skip;
         }
         if env.meta().cancel().is_some_and(|c| c.is_cancelled()) {
             // The remote caller gave up while this was queued.
-            core.metrics.expired.incr();
+            core.metrics.more().expired.incr();
             env.reject(Reject::Expired, core.id);
             return Begun::Skip;
         }
@@ -453,7 +450,7 @@ impl<A: Actor> ActorCell<A> {
     /// was restarted and goes on; `Some` = it stops with that reason.
     async fn fail(&mut self, mut failure: StopReason) -> Option<StopReason> {
         loop {
-            self.shared.core.metrics.panics.incr();
+            self.shared.core.metrics.more().panics.incr();
             // The failed value's children go with it.
             self.stop_children(Control::Kill(StopReason::SupervisorStopped))
                 .await;
@@ -539,7 +536,7 @@ impl<A: Actor> ActorCell<A> {
         held.actor = fresh;
         held.cx.restarts += 1;
         held.cx.timers.clear();
-        self.shared.core.metrics.restarts.incr();
+        self.shared.core.metrics.more().restarts.incr();
         tracing::info!(actor = %held.cx.id(), restarts = held.cx.restarts, "restarted");
         let hook = hook!(self, |a, cx| a.restarted(&failure, cx));
         if let Err(message) = hook {
@@ -584,9 +581,9 @@ impl<A: Actor> ActorCell<A> {
         let mut rejected_tells = 0u64;
         for mut env in shared.inbox.drain(&mut self.batch) {
             if env.is_ask() {
-                core.metrics.rejected.incr();
+                core.metrics.more().rejected.incr();
             } else {
-                core.metrics.dropped.incr();
+                core.metrics.more().dropped.incr();
                 rejected_tells += 1;
             }
             env.reject(Reject::Stopped, core.id);
@@ -632,7 +629,6 @@ impl<A: Actor> ActorCell<A> {
         let leftover = {
             let mut lane = lock(&self.shared.sys);
             lane.closed = true;
-            lane.waker = None;
             std::mem::take(&mut lane.queue)
         };
         drop(leftover);
