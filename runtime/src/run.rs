@@ -8,9 +8,10 @@
 //! steady stream of one message type allocates nothing per message.
 
 use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
+use std::task::{Poll, ready};
 use std::time::Instant;
 
 use crate::actor::{Actor, StopReason};
@@ -144,10 +145,8 @@ impl<A: Actor> ActorCell<A> {
     }
 
     async fn main(&mut self) -> StopReason {
-        let started = Box::pin(async { hook!(self, |a, cx| a.started(cx)) }).await;
-        if let Err(p) = started
-            && let Some(reason) = Box::pin(self.fail(StopReason::Panicked { message: p })).await
-        {
+        let start = Box::pin(self.start());
+        if let Some(reason) = start.await {
             return reason;
         }
         // One await point per kind of work keeps the task's future small,
@@ -162,8 +161,11 @@ impl<A: Actor> ActorCell<A> {
                     Err(SysNext::Stop(reason)) => return reason,
                     Err(SysNext::Await) => true,
                 };
-                if slow && let Some(reason) = Box::pin(self.handle_sys()).await {
-                    return reason;
+                if slow {
+                    let sys = Box::pin(self.handle_sys());
+                    if let Some(reason) = sys.await {
+                        return reason;
+                    }
                 }
             }
             if self.draining.is_none() && self.cx().is_some_and(|cx| cx.stop_requested) {
@@ -197,10 +199,21 @@ impl<A: Actor> ActorCell<A> {
                     }
                 }
             }
-            if let Some(reason) = self.handled().await {
+            let Some(message) = self.handled().await else {
+                continue;
+            };
+            let failed = self.failed(message);
+            if let Some(reason) = failed.await {
                 return reason;
             }
         }
+    }
+
+    /// The `started` hook, and the supervisor's decision if it panicked.
+    /// `Some` = the actor stops.
+    async fn start(&mut self) -> Option<StopReason> {
+        let message = hook!(self, |a, cx| a.started(cx)).err()?;
+        Box::pin(self.fail(StopReason::Panicked { message })).await
     }
 
     /// What the loop does next, decided without waiting: a due timer, a
@@ -238,15 +251,17 @@ impl<A: Actor> ActorCell<A> {
 
     /// Wait for a mailbox message (returned), or for a system message or a
     /// due timer (`None`: the loop looks again).
-    async fn wait(&mut self) -> Option<BoxEnvelope<A>> {
+    /// (A plain `poll_fn`, not an `async fn`: it keeps only the sleep and
+    /// two references, and this is the await state of every idle actor.)
+    fn wait(&mut self) -> impl Future<Output = Option<BoxEnvelope<A>>> + Send + '_ {
         let shared = &self.shared;
         let batch = &mut self.batch;
-        let next = self
+        let mut sleep = self
             .held
             .as_deref()
-            .and_then(|h| h.cx.timers.next_deadline());
-        let mut sleep = next.map(|at| shared.core.node.clock.sleep_until(at));
-        poll_fn(|tcx| {
+            .and_then(|h| h.cx.timers.next_deadline())
+            .map(|at| shared.core.node.clock.sleep_until(at));
+        poll_fn(move |tcx| {
             // A due timer goes before a message that arrived at the same
             // time: the loop fires it, then takes the message.
             if let Some(s) = sleep.as_mut()
@@ -264,7 +279,6 @@ impl<A: Actor> ActorCell<A> {
             }
             Poll::Pending
         })
-        .await
     }
 
     fn begin_drain(&mut self, reason: StopReason) {
@@ -354,22 +368,33 @@ impl<A: Actor> ActorCell<A> {
         match self.begin(env) {
             Begun::Skip => None,
             Begun::Stop(reason) => Some(reason),
-            Begun::Running => self.handled().await,
+            Begun::Running => match self.handled().await {
+                Some(message) => self.failed(message).await,
+                None => None,
+            },
         }
     }
 
-    /// Run the handler `begin` put in the slot to its end. `Some` = the
-    /// actor must stop. Keeps only what it needs across the await: the
-    /// actor's task stays small (it is sized by its largest await state).
-    async fn handled(&mut self) -> Option<StopReason> {
-        let (running, slot) = (self.running, &mut self.slot);
-        let done = poll_fn(|tcx| match slot.as_mut() {
-            Some(slot) if running => slot.poll(tcx).map(Some),
-            _ => Poll::Ready(None),
+    /// Run the handler `begin` put in the slot to its end; the panic
+    /// message if it panicked. A plain `poll_fn` over `self`: the actor's
+    /// task stays small (it is sized by its largest await state).
+    fn handled(&mut self) -> impl Future<Output = Option<Arc<str>>> + Send + '_ {
+        poll_fn(move |tcx| {
+            let done = match self.slot.as_mut() {
+                Some(slot) if self.running => ready!(slot.poll(tcx)),
+                _ => return Poll::Ready(None),
+            };
+            Poll::Ready(self.after(done))
         })
-        .await?;
-        let message = self.after(done)?;
-        Box::pin(self.fail(StopReason::Panicked { message })).await
+    }
+
+    /// A handler panicked: the supervisor's decision (boxed: rare, and
+    /// large). `Some` = the actor must stop.
+    fn failed(
+        &mut self,
+        message: Arc<str>,
+    ) -> Pin<Box<impl Future<Output = Option<StopReason>> + Send + '_>> {
+        Box::pin(self.fail(StopReason::Panicked { message }))
     }
 
     /// Take the actor back from a finished handler and count it; the panic
