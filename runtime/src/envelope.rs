@@ -7,12 +7,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
 
 use smallbox::space::S8;
 use smallbox::{SmallBox, smallbox};
 use tokio_util::sync::ReusableBoxFuture;
-use tracing::Span;
 
 use crate::actor::{Actor, ActorId, Handler, Message};
 use crate::context::Context;
@@ -32,51 +30,17 @@ pub(crate) struct Held<A: Actor> {
 }
 
 /// One reusable allocation for the handler futures of one actor: handling a
-/// message of the same type as the last one allocates nothing. Its output
-/// adds when handling began, if that is measured.
-pub(crate) type Slot<A> = ReusableBoxFuture<'static, (Handled<A>, Option<Instant>)>;
-
-/// What goes with a handler future into the slot: kept there rather than in
-/// the actor's cell, so that an idle actor does not carry them.
-pub(crate) struct Handling {
-    /// Entered on every poll.
-    pub(crate) span: Span,
-    /// The current message's metadata on every poll.
-    pub(crate) meta: Meta,
-    /// When handling began, if its time is measured.
-    pub(crate) start: Option<Instant>,
-}
+/// message of the same type as the last one allocates nothing.
+pub(crate) type Slot<A> = ReusableBoxFuture<'static, Handled<A>>;
 
 /// Put `fut` in the slot, reusing its allocation when the layout matches.
-pub(crate) fn place<A: Actor, F>(slot: &mut Option<Slot<A>>, fut: F, how: Handling)
+pub(crate) fn place<A: Actor, F>(slot: &mut Option<Slot<A>>, fut: F)
 where
     F: Future<Output = Handled<A>> + Send + 'static,
 {
-    let Handling { span, meta, start } = how;
-    let fut = async move {
-        let fut = std::pin::pin!(fut);
-        (Traced { fut, span, meta }.await, start)
-    };
     match slot {
         Some(s) => s.set(fut),
         None => *slot = Some(ReusableBoxFuture::new(fut)),
-    }
-}
-
-/// A handler future polled inside its message's span and trace context.
-struct Traced<F> {
-    fut: F,
-    span: Span,
-    meta: Meta,
-}
-
-impl<F: Future + Unpin> Future for Traced<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        let _entered = this.span.enter();
-        crate::trace::with_current(&this.meta, || Pin::new(&mut this.fut).poll(cx))
     }
 }
 
@@ -101,14 +65,10 @@ pub(crate) trait Envelope<A: Actor>: Send + 'static {
     fn meta(&self) -> &Meta;
     fn message_type(&self) -> &'static str;
     fn is_ask(&self) -> bool;
-    /// Move the message and `held` into a handler future placed in `slot`
-    /// with `how`. Returns `held` back if the message was already taken.
-    fn start(
-        &mut self,
-        held: Box<Held<A>>,
-        slot: &mut Option<Slot<A>>,
-        how: Handling,
-    ) -> Result<(), Box<Held<A>>>;
+    /// Move the message and `held` into a handler future placed in `slot`.
+    /// Returns `held` back if the message was already taken.
+    fn start(&mut self, held: Box<Held<A>>, slot: &mut Option<Slot<A>>)
+    -> Result<(), Box<Held<A>>>;
     /// Answer the asker (if any) with the matching error instead of handling.
     fn reject(&mut self, why: Reject, id: ActorId);
     /// The message, boxed, if it was not taken (for handing it back on a
@@ -156,28 +116,23 @@ where
         &mut self,
         mut held: Box<Held<A>>,
         slot: &mut Option<Slot<A>>,
-        how: Handling,
     ) -> Result<(), Box<Held<A>>> {
         let Some(msg) = self.msg.take() else {
             return Err(held);
         };
         let cancel = self.meta.cancel().cloned();
-        place(
-            slot,
-            async move {
-                let h = &mut *held;
-                let outcome = {
-                    let fut = std::pin::pin!(h.actor.handle(msg, &mut h.cx));
-                    match Guarded::new(fut, cancel).await {
-                        Ended::Value(_) => Outcome::Done,
-                        Ended::Panicked(message) => Outcome::Panicked(message),
-                        Ended::Cancelled => Outcome::Cancelled,
-                    }
-                };
-                (held, outcome)
-            },
-            how,
-        );
+        place(slot, async move {
+            let h = &mut *held;
+            let outcome = {
+                let fut = std::pin::pin!(h.actor.handle(msg, &mut h.cx));
+                match Guarded::new(fut, cancel).await {
+                    Ended::Value(_) => Outcome::Done,
+                    Ended::Panicked(message) => Outcome::Panicked(message),
+                    Ended::Cancelled => Outcome::Cancelled,
+                }
+            };
+            (held, outcome)
+        });
         Ok(())
     }
 
@@ -233,41 +188,36 @@ where
         &mut self,
         mut held: Box<Held<A>>,
         slot: &mut Option<Slot<A>>,
-        how: Handling,
     ) -> Result<(), Box<Held<A>>> {
         let (Some(msg), Some(reply)) = (self.msg.take(), self.reply.take()) else {
             return Err(held);
         };
         let cancel = self.meta.cancel().cloned();
-        place(
-            slot,
-            async move {
-                let h = &mut *held;
-                let id = h.cx.id();
-                let outcome = {
-                    let fut = std::pin::pin!(h.actor.handle(msg, &mut h.cx));
-                    match Guarded::new(fut, cancel).await {
-                        // The caller gave up; nobody waits for this reply.
-                        Ended::Cancelled => Outcome::Cancelled,
-                        Ended::Value(value) => {
-                            // The asker may have given up (timeout, dropped
-                            // future): the late reply is dropped here.
-                            reply.send(Ok(value));
-                            Outcome::Done
-                        }
-                        Ended::Panicked(message) => {
-                            reply.send(Err(AskError::HandlerPanicked {
-                                id,
-                                message: message.clone(),
-                            }));
-                            Outcome::Panicked(message)
-                        }
+        place(slot, async move {
+            let h = &mut *held;
+            let id = h.cx.id();
+            let outcome = {
+                let fut = std::pin::pin!(h.actor.handle(msg, &mut h.cx));
+                match Guarded::new(fut, cancel).await {
+                    // The caller gave up; nobody waits for this reply.
+                    Ended::Cancelled => Outcome::Cancelled,
+                    Ended::Value(value) => {
+                        // The asker may have given up (timeout, dropped
+                        // future): the late reply is dropped here.
+                        reply.send(Ok(value));
+                        Outcome::Done
                     }
-                };
-                (held, outcome)
-            },
-            how,
-        );
+                    Ended::Panicked(message) => {
+                        reply.send(Err(AskError::HandlerPanicked {
+                            id,
+                            message: message.clone(),
+                        }));
+                        Outcome::Panicked(message)
+                    }
+                }
+            };
+            (held, outcome)
+        });
         Ok(())
     }
 

@@ -18,10 +18,11 @@ use crate::actor::{Actor, StopReason};
 use crate::cell::{CellRef, Control, Shared, Sys, lock};
 use crate::clock::Clock;
 use crate::context::Context;
-use crate::envelope::{BoxEnvelope, CatchUnwind, Handled, Handling, Held, Outcome, Reject, Slot};
+use crate::envelope::{BoxEnvelope, CatchUnwind, Handled, Held, Outcome, Reject, Slot};
 use crate::inbox::Batch;
 use crate::spawn::Factory;
 use crate::supervision::{RestartWindow, Strategy};
+use crate::trace;
 
 pub(crate) struct ActorCell<A: Actor> {
     /// The actor and its context; `None` only while a handler runs.
@@ -35,9 +36,11 @@ pub(crate) struct ActorCell<A: Actor> {
     /// The messages taken from the mailbox in one go.
     batch: Batch<BoxEnvelope<A>>,
     slot: Option<Slot<A>>,
-    /// A handler future is in the slot (it carries the message's span,
-    /// trace context and start time itself).
-    running: bool,
+    /// A handler future is in the slot.
+    busy: bool,
+    /// What goes with the running handler; boxed on the first message and
+    /// reused, so an idle actor carries one pointer.
+    running: Option<Box<Running>>,
     /// Only for an actor spawned from a factory.
     restart: Option<Box<Restart<A>>>,
     /// Set once a graceful stop has begun: handle what is queued, then stop.
@@ -47,6 +50,13 @@ pub(crate) struct ActorCell<A: Actor> {
     /// Messages taken from the mailbox since the loop last waited.
     since_wait: u32,
     released: bool,
+}
+
+/// The message being handled, beside its handler future.
+struct Running {
+    meta: crate::trace::Meta,
+    span: tracing::Span,
+    start: Option<Instant>,
 }
 
 /// How a restartable actor is made again, and its recent restarts.
@@ -110,7 +120,8 @@ impl<A: Actor> ActorCell<A> {
             held: Some(Box::new(Held { actor, cx })),
             batch: Batch::default(),
             slot: None,
-            running: false,
+            busy: false,
+            running: None,
             restart: factory.map(|factory| {
                 Box::new(Restart {
                     factory,
@@ -380,9 +391,15 @@ impl<A: Actor> ActorCell<A> {
     /// task stays small (it is sized by its largest await state).
     fn handled(&mut self) -> impl Future<Output = Option<Arc<str>>> + Send + '_ {
         poll_fn(move |tcx| {
-            let done = match self.slot.as_mut() {
-                Some(slot) if self.running => ready!(slot.poll(tcx)),
-                _ => return Poll::Ready(None),
+            let (Some(r), Some(slot)) = (self.running.as_deref(), self.slot.as_mut()) else {
+                return Poll::Ready(None);
+            };
+            if !self.busy {
+                return Poll::Ready(None);
+            }
+            let done = {
+                let _entered = r.span.enter();
+                ready!(trace::with_current(&r.meta, || slot.poll(tcx)))
             };
             Poll::Ready(self.after(done))
         })
@@ -399,11 +416,17 @@ impl<A: Actor> ActorCell<A> {
 
     /// Take the actor back from a finished handler and count it; the panic
     /// message if it panicked.
-    fn after(
-        &mut self,
-        ((mut held, outcome), start): (Handled<A>, Option<Instant>),
-    ) -> Option<Arc<str>> {
-        self.running = false;
+    fn after(&mut self, (mut held, outcome): Handled<A>) -> Option<Arc<str>> {
+        self.busy = false;
+        // The span closes now; the box stays for the next message.
+        let start = match self.running.as_deref_mut() {
+            Some(r) => {
+                r.span = tracing::Span::none();
+                r.meta.extra = None;
+                r.start.take()
+            }
+            None => None,
+        };
         held.cx.meta = None;
         self.held = Some(held);
         let core = &self.shared.core;
@@ -462,12 +485,16 @@ impl<A: Actor> ActorCell<A> {
         };
         let start = timed.then(|| self.clock().now());
         held.cx.meta = Some(meta.clone());
-        let how = Handling { span, meta, start };
-        if let Err(held) = env.start(held, &mut self.slot, how) {
+        if let Err(held) = env.start(held, &mut self.slot) {
             self.held = Some(held);
             return Begun::Skip;
         }
-        self.running = true;
+        let r = Running { meta, span, start };
+        match self.running.as_deref_mut() {
+            Some(slot) => *slot = r,
+            None => self.running = Some(Box::new(r)),
+        }
+        self.busy = true;
         Begun::Running
     }
 
@@ -596,13 +623,49 @@ impl<A: Actor> ActorCell<A> {
     }
 
     async fn finish(&mut self, reason: StopReason) {
-        let shared = Arc::clone(&self.shared);
+        self.reject_queued(&reason);
+        // Children stop before their parent's hooks run (boxed: most
+        // actors have none, and their future is large).
+        let has_children = match self.shared.core.children.get() {
+            Some(sup) => {
+                lock(&sup.children).closed = true;
+                true
+            }
+            None => false,
+        };
+        if has_children {
+            let how = if reason.is_failure() {
+                Control::Kill(StopReason::SupervisorStopped)
+            } else {
+                Control::Stop(StopReason::SupervisorStopped)
+            };
+            Box::pin(self.stop_children(how)).await;
+        }
+        if !reason.is_failure() {
+            let hook = hook!(self, |a, cx| a.stopping(cx));
+            if let Err(m) = hook {
+                tracing::warn!(actor = %self.shared.core.id, message = %m, "stopping hook panicked");
+            }
+            let hook = match self.held.as_deref_mut() {
+                Some(h) => CatchUnwind(std::pin::pin!(h.actor.stopped(&reason))).await,
+                None => Ok(()),
+            };
+            if let Err(m) = hook {
+                tracing::warn!(actor = %self.shared.core.id, message = %m, "stopped hook panicked");
+            }
+        }
+        self.release(reason);
+    }
+
+    /// Close the mailbox and reject what is still queued: closed, nothing
+    /// more can land.
+    fn reject_queued(&mut self, reason: &StopReason) {
+        let shared = &self.shared;
         let core = &shared.core;
         shared.close();
-        if let Some(cx) = self.cx() {
-            cx.timers.clear();
+        if let Some(h) = self.held.as_deref_mut() {
+            h.cx.timers.clear();
         }
-        // Reject what is still queued: closed, nothing more can land.
         let mut rejected_tells = 0u64;
         for mut env in shared.inbox.drain(&mut self.batch) {
             if env.is_ask() {
@@ -616,30 +679,6 @@ impl<A: Actor> ActorCell<A> {
         if rejected_tells > 0 {
             tracing::warn!(actor = %core.id, dropped = rejected_tells, %reason, "tells dropped unhandled");
         }
-        // Children stop before their parent's hooks run.
-        if let Some(sup) = core.children.get() {
-            lock(&sup.children).closed = true;
-        }
-        let how = if reason.is_failure() {
-            Control::Kill(StopReason::SupervisorStopped)
-        } else {
-            Control::Stop(StopReason::SupervisorStopped)
-        };
-        self.stop_children(how).await;
-        if !reason.is_failure() {
-            let hook = hook!(self, |a, cx| a.stopping(cx));
-            if let Err(m) = hook {
-                tracing::warn!(actor = %core.id, message = %m, "stopping hook panicked");
-            }
-            let hook = match self.held.as_deref_mut() {
-                Some(h) => CatchUnwind(std::pin::pin!(h.actor.stopped(&reason))).await,
-                None => Ok(()),
-            };
-            if let Err(m) = hook {
-                tracing::warn!(actor = %core.id, message = %m, "stopped hook panicked");
-            }
-        }
-        self.release(reason);
     }
 
     /// Leave the node: release the name, leave the supervisor, notify
