@@ -65,7 +65,65 @@ enum Waiter {
 #[derive(Default)]
 pub(crate) struct Death {
     pub(crate) reason: Option<StopReason>,
-    waiters: Vec<Waiter>,
+    waiters: Waiters,
+}
+
+/// Who waits for the death notice, newest first: one pointer while nobody
+/// does (most actors are never watched), one allocation per waiter.
+#[derive(Default)]
+struct Waiters(Option<Box<Link>>);
+
+struct Link {
+    waiter: Waiter,
+    next: Option<Box<Self>>,
+}
+
+impl Waiters {
+    fn push(&mut self, waiter: Waiter) {
+        let next = self.0.take();
+        self.0 = Some(Box::new(Link { waiter, next }));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Waiter> {
+        std::iter::successors(self.0.as_deref(), |l| l.next.as_deref()).map(|l| &l.waiter)
+    }
+
+    /// Every waiter, oldest first (the order they were added in).
+    fn take_oldest_first(&mut self) -> OldestFirst {
+        let mut reversed = None;
+        let mut cur = self.0.take();
+        while let Some(mut link) = cur {
+            cur = std::mem::replace(&mut link.next, reversed);
+            reversed = Some(link);
+        }
+        OldestFirst(reversed)
+    }
+}
+
+impl Drop for Waiters {
+    fn drop(&mut self) {
+        // Unlink one by one: a long list must not recurse.
+        drop(self.take_oldest_first());
+    }
+}
+
+struct OldestFirst(Option<Box<Link>>);
+
+impl Iterator for OldestFirst {
+    type Item = Waiter;
+
+    fn next(&mut self) -> Option<Waiter> {
+        let link = self.0.take()?;
+        let Link { waiter, next } = *link;
+        self.0 = next;
+        Some(waiter)
+    }
+}
+
+impl Drop for OldestFirst {
+    fn drop(&mut self) {
+        for _ in self.by_ref() {}
+    }
 }
 
 /// The untyped part of an actor's shared state.
@@ -156,7 +214,7 @@ impl Core {
                 return;
             }
             death.reason = Some(reason.clone());
-            std::mem::take(&mut death.waiters)
+            death.waiters.take_oldest_first()
         };
         let notice = Terminated {
             id: self.id,
@@ -211,6 +269,10 @@ impl<A: Actor> Shared<A> {
             let mut lane = lock(&self.sys);
             if lane.closed {
                 return false;
+            }
+            if lane.queue.capacity() == 0 {
+                // Usually a lone stop: room for one, not the default four.
+                lane.queue.reserve_exact(1);
             }
             lane.queue.push_back(item);
             self.core.sys_pending.store(true, Ordering::Release);
