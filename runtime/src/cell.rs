@@ -6,7 +6,8 @@
 //! the receiving side's batch.
 
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Poll, Waker};
@@ -327,6 +328,51 @@ impl<A: Actor> AnyCell for Shared<A> {
 
 pub(crate) type CellRef = Arc<dyn AnyCell>;
 
-/// Children of a supervisor, ordered by id so that every walk is
+/// Children of a supervisor. Every spawn inserts and every stop removes,
+/// so they are a hash map (a `BTreeMap` of 10,000 actors cost ~400
+/// instructions per spawn and stop); walks sort by id so that they stay
 /// deterministic.
-pub(crate) type Children = BTreeMap<ActorId, CellRef>;
+#[derive(Default)]
+pub(crate) struct Children(HashMap<ActorId, CellRef, BuildHasherDefault<IdHasher>>);
+
+impl Children {
+    pub(crate) fn insert(&mut self, id: ActorId, cell: CellRef) {
+        self.0.insert(id, cell);
+    }
+
+    pub(crate) fn remove(&mut self, id: ActorId) {
+        self.0.remove(&id);
+        // Give the memory of a burst back (a map never shrinks by itself).
+        if self.0.capacity() > 64 && self.0.len() * 8 < self.0.capacity() {
+            self.0.shrink_to_fit();
+        }
+    }
+
+    /// Every child, ordered by id.
+    pub(crate) fn by_id(&self) -> Vec<CellRef> {
+        let mut kids: Vec<(ActorId, CellRef)> =
+            self.0.iter().map(|(id, c)| (*id, Arc::clone(c))).collect();
+        kids.sort_unstable_by_key(|(id, _)| *id);
+        kids.into_iter().map(|(_, c)| c).collect()
+    }
+}
+
+/// Hashes an `ActorId` (a unique counter) with one multiplication.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}

@@ -539,12 +539,8 @@ impl<A: Actor> ActorCell<A> {
                 return Some(StopReason::RestartLimitExceeded { last });
             };
             if parent.strategy.strategy == Strategy::AllForOne {
-                let siblings: Vec<CellRef> = lock(&parent.children)
-                    .live
-                    .iter()
-                    .filter(|(id, _)| **id != core.id)
-                    .map(|(_, c)| Arc::clone(c))
-                    .collect();
+                let mut siblings: Vec<CellRef> = lock(&parent.children).live.by_id();
+                siblings.retain(|c| c.core().id != core.id);
                 for s in siblings {
                     s.control(Control::Restart(failure.clone()));
                 }
@@ -606,7 +602,7 @@ impl<A: Actor> ActorCell<A> {
         let Some(sup) = self.shared.core.children.get().cloned() else {
             return;
         };
-        let kids: Vec<CellRef> = lock(&sup.children).live.values().cloned().collect();
+        let kids: Vec<CellRef> = lock(&sup.children).live.by_id();
         let mut waits = Vec::with_capacity(kids.len());
         for kid in kids.iter().rev() {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -699,7 +695,7 @@ impl<A: Actor> ActorCell<A> {
         if let Some(name) = &core.name {
             core.node.registry.remove(name, core.id);
         }
-        lock(&core.parent.children).live.remove(&core.id);
+        lock(&core.parent.children).live.remove(core.id);
         if let Some(sup) = core.children.get() {
             lock(&sup.children).closed = true;
         }
