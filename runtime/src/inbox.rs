@@ -175,8 +175,8 @@ impl<T> Inbox<T> {
             let was_open = !std::mem::replace(&mut st.closed, true);
             (was_open, st.senders.take())
         };
-        for w in senders.into_iter().flat_map(|s| *s) {
-            w.wake();
+        if let Some(senders) = senders {
+            wake_all(*senders);
         }
         was_open
     }
