@@ -50,6 +50,9 @@ pub(crate) struct ActorCell<A: Actor> {
     /// Messages taken from the mailbox since the loop last waited.
     since_wait: u32,
     released: bool,
+    /// This loop has closed the mailbox (closing again would only take
+    /// its lock again).
+    closed: bool,
 }
 
 /// The message being handled, beside its handler future.
@@ -132,6 +135,7 @@ impl<A: Actor> ActorCell<A> {
             yielded: false,
             since_wait: 0,
             released: false,
+            closed: false,
         }
     }
 
@@ -292,8 +296,16 @@ impl<A: Actor> ActorCell<A> {
         })
     }
 
+    /// Close the mailbox to new senders, once.
+    fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.shared.close();
+        }
+    }
+
     fn begin_drain(&mut self, reason: StopReason) {
-        self.shared.close();
+        self.close();
         if let Some(cx) = self.cx() {
             cx.timers.clear();
         }
@@ -656,9 +668,9 @@ impl<A: Actor> ActorCell<A> {
     /// Close the mailbox and reject what is still queued: closed, nothing
     /// more can land.
     fn reject_queued(&mut self, reason: &StopReason) {
+        self.close();
         let shared = &self.shared;
         let core = &shared.core;
-        shared.close();
         if let Some(h) = self.held.as_deref_mut() {
             h.cx.timers.clear();
         }
@@ -684,8 +696,8 @@ impl<A: Actor> ActorCell<A> {
             return;
         }
         self.released = true;
+        self.close();
         let core = &self.shared.core;
-        self.shared.close();
         let leftover = {
             let mut lane = lock(&self.shared.sys);
             lane.closed = true;
