@@ -56,7 +56,12 @@ impl<A: Actor> fmt::Debug for ActorRef<A> {
         let core = &self.shared.core;
         match &core.name {
             Some(name) => write!(f, "ActorRef({name}{})", core.id),
-            None => write!(f, "ActorRef({}{})", short_type(core.type_name), core.id),
+            None => write!(
+                f,
+                "ActorRef({}{})",
+                short_type(std::any::type_name::<A>()),
+                core.id
+            ),
         }
     }
 }
@@ -295,7 +300,7 @@ impl<A: Actor> ActorRef<A> {
         ActorMetricsSnapshot::read(
             core.id,
             core.name.clone(),
-            core.type_name,
+            std::any::type_name::<A>(),
             self.shared.inbox.len(),
             self.shared.inbox.capacity(),
             &core.metrics,

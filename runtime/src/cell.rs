@@ -6,7 +6,8 @@
 //! the receiving side's batch.
 
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Poll, Waker};
@@ -46,9 +47,10 @@ pub(crate) enum Sys<A: Actor> {
     Deliver(BoxEnvelope<A>),
 }
 
+/// The priority lane. The actor waits on it with the waker it leaves in
+/// its mailbox (see `Shared::push_sys`), so the lane keeps none of its own.
 pub(crate) struct SysLane<A: Actor> {
     pub(crate) queue: VecDeque<Sys<A>>,
-    pub(crate) waker: Option<Waker>,
     pub(crate) closed: bool,
 }
 
@@ -64,14 +66,71 @@ enum Waiter {
 #[derive(Default)]
 pub(crate) struct Death {
     pub(crate) reason: Option<StopReason>,
-    waiters: Vec<Waiter>,
+    waiters: Waiters,
+}
+
+/// Who waits for the death notice, newest first: one pointer while nobody
+/// does (most actors are never watched), one allocation per waiter.
+#[derive(Default)]
+struct Waiters(Option<Box<Link>>);
+
+struct Link {
+    waiter: Waiter,
+    next: Option<Box<Self>>,
+}
+
+impl Waiters {
+    fn push(&mut self, waiter: Waiter) {
+        let next = self.0.take();
+        self.0 = Some(Box::new(Link { waiter, next }));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Waiter> {
+        std::iter::successors(self.0.as_deref(), |l| l.next.as_deref()).map(|l| &l.waiter)
+    }
+
+    /// Every waiter, oldest first (the order they were added in).
+    fn take_oldest_first(&mut self) -> OldestFirst {
+        let mut reversed = None;
+        let mut cur = self.0.take();
+        while let Some(mut link) = cur {
+            cur = std::mem::replace(&mut link.next, reversed);
+            reversed = Some(link);
+        }
+        OldestFirst(reversed)
+    }
+}
+
+impl Drop for Waiters {
+    fn drop(&mut self) {
+        // Unlink one by one: a long list must not recurse.
+        drop(self.take_oldest_first());
+    }
+}
+
+struct OldestFirst(Option<Box<Link>>);
+
+impl Iterator for OldestFirst {
+    type Item = Waiter;
+
+    fn next(&mut self) -> Option<Waiter> {
+        let link = self.0.take()?;
+        let Link { waiter, next } = *link;
+        self.0 = next;
+        Some(waiter)
+    }
+}
+
+impl Drop for OldestFirst {
+    fn drop(&mut self) {
+        for _ in self.by_ref() {}
+    }
 }
 
 /// The untyped part of an actor's shared state.
 pub(crate) struct Core {
     pub(crate) id: ActorId,
     pub(crate) name: Option<Arc<str>>,
-    pub(crate) type_name: &'static str,
     pub(crate) sys_pending: AtomicBool,
     pub(crate) node: Arc<NodeInner>,
     /// Who supervises this actor.
@@ -87,14 +146,12 @@ impl Core {
     pub(crate) fn new(
         id: ActorId,
         name: Option<Arc<str>>,
-        type_name: &'static str,
         node: &Arc<NodeInner>,
         parent: &Arc<Supervisor>,
     ) -> Self {
         Self {
             id,
             name,
-            type_name,
             sys_pending: AtomicBool::new(false),
             node: Arc::clone(node),
             parent: Arc::clone(parent),
@@ -158,7 +215,7 @@ impl Core {
                 return;
             }
             death.reason = Some(reason.clone());
-            std::mem::take(&mut death.waiters)
+            death.waiters.take_oldest_first()
         };
         let notice = Terminated {
             id: self.id,
@@ -190,7 +247,6 @@ impl<A: Actor> Shared<A> {
             inbox,
             sys: Mutex::new(SysLane {
                 queue: VecDeque::new(),
-                waker: None,
                 closed: false,
             }),
         })
@@ -204,19 +260,25 @@ impl<A: Actor> Shared<A> {
 
     /// Put an item on the priority lane and wake the actor. `false` if the
     /// actor has finished.
+    ///
+    /// The actor is woken through its mailbox's receiver waker: it registers
+    /// that waker under the mailbox lock and then checks `sys_pending`, and
+    /// this sets `sys_pending` before taking the waker under the same lock,
+    /// so either the actor sees the flag or this sees its waker.
     pub(crate) fn push_sys(&self, item: Sys<A>) -> bool {
-        let waker = {
+        {
             let mut lane = lock(&self.sys);
             if lane.closed {
                 return false;
             }
+            if lane.queue.capacity() == 0 {
+                // Usually a lone stop: room for one, not the default four.
+                lane.queue.reserve_exact(1);
+            }
             lane.queue.push_back(item);
             self.core.sys_pending.store(true, Ordering::Release);
-            lane.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
         }
+        self.inbox.wake_receiver();
         true
     }
 }
@@ -224,6 +286,8 @@ impl<A: Actor> Shared<A> {
 /// What other parts of the runtime may do with an actor of unknown type.
 pub(crate) trait AnyCell: Send + Sync + 'static {
     fn core(&self) -> &Core;
+    /// The actor's Rust type.
+    fn type_name(&self) -> &'static str;
     /// Close the mailbox to new senders.
     fn close(&self) -> bool;
     fn control(&self, c: Control) -> bool;
@@ -235,6 +299,10 @@ pub(crate) trait AnyCell: Send + Sync + 'static {
 impl<A: Actor> AnyCell for Shared<A> {
     fn core(&self) -> &Core {
         &self.core
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<A>()
     }
 
     fn close(&self) -> bool {
@@ -260,6 +328,51 @@ impl<A: Actor> AnyCell for Shared<A> {
 
 pub(crate) type CellRef = Arc<dyn AnyCell>;
 
-/// Children of a supervisor, ordered by id so that every walk is
+/// Children of a supervisor. Every spawn inserts and every stop removes,
+/// so they are a hash map (a `BTreeMap` of 10,000 actors cost ~400
+/// instructions per spawn and stop); walks sort by id so that they stay
 /// deterministic.
-pub(crate) type Children = BTreeMap<ActorId, CellRef>;
+#[derive(Default)]
+pub(crate) struct Children(HashMap<ActorId, CellRef, BuildHasherDefault<IdHasher>>);
+
+impl Children {
+    pub(crate) fn insert(&mut self, id: ActorId, cell: CellRef) {
+        self.0.insert(id, cell);
+    }
+
+    pub(crate) fn remove(&mut self, id: ActorId) {
+        self.0.remove(&id);
+        // Give the memory of a burst back (a map never shrinks by itself).
+        if self.0.capacity() > 64 && self.0.len() * 8 < self.0.capacity() {
+            self.0.shrink_to_fit();
+        }
+    }
+
+    /// Every child, ordered by id.
+    pub(crate) fn by_id(&self) -> Vec<CellRef> {
+        let mut kids: Vec<(ActorId, CellRef)> =
+            self.0.iter().map(|(id, c)| (*id, Arc::clone(c))).collect();
+        kids.sort_unstable_by_key(|(id, _)| *id);
+        kids.into_iter().map(|(_, c)| c).collect()
+    }
+}
+
+/// Hashes an `ActorId` (a unique counter) with one multiplication.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}

@@ -40,7 +40,10 @@ struct State<T> {
     queue: VecDeque<T>,
     closed: bool,
     receiver: Option<Waker>,
-    senders: Vec<Waker>,
+    /// Producers waiting for room; boxed, as most mailboxes never fill
+    /// (`Some` only while non-empty).
+    #[allow(clippy::box_collection)] // one word instead of three per mailbox
+    senders: Option<Box<Vec<Waker>>>,
 }
 
 /// Why [`Inbox::try_push`] did not enqueue; the message comes back.
@@ -73,7 +76,7 @@ impl<T> Inbox<T> {
                 queue: VecDeque::new(),
                 closed: false,
                 receiver: None,
-                senders: Vec::new(),
+                senders: None,
             }),
             capacity: capacity.map_or(usize::MAX, |c| c.max(1)),
             batched: AtomicUsize::new(0),
@@ -128,8 +131,9 @@ impl<T> Inbox<T> {
             Err(Refused::Closed(m)) => Poll::Ready(Err(m)),
             Err(Refused::Full(m)) => {
                 *msg = Some(m);
-                if !st.senders.iter().any(|w| w.will_wake(cx.waker())) {
-                    st.senders.push(cx.waker().clone());
+                let senders = st.senders.get_or_insert_with(Box::default);
+                if !senders.iter().any(|w| w.will_wake(cx.waker())) {
+                    senders.push(cx.waker().clone());
                 }
                 self.senders_waiting.store(true, Ordering::Relaxed);
                 Poll::Pending
@@ -154,16 +158,25 @@ impl<T> Inbox<T> {
         Ok(st.receiver.take())
     }
 
+    /// Wake the receiver if it waits (for work that is not in this queue;
+    /// see `Shared::push_sys`).
+    pub(crate) fn wake_receiver(&self) {
+        let receiver = lock(&self.state).receiver.take();
+        if let Some(w) = receiver {
+            w.wake();
+        }
+    }
+
     /// Refuse every later push and wake the producers waiting for room (they
     /// get their messages back). Returns whether it was open.
     pub(crate) fn close(&self) -> bool {
         let (was_open, senders) = {
             let mut st = lock(&self.state);
             let was_open = !std::mem::replace(&mut st.closed, true);
-            (was_open, std::mem::take(&mut st.senders))
+            (was_open, st.senders.take())
         };
-        for w in senders {
-            w.wake();
+        if let Some(senders) = senders {
+            wake_all(*senders);
         }
         was_open
     }
@@ -229,7 +242,7 @@ impl<T> Inbox<T> {
                 _ => st.receiver = Some(cx.waker().clone()),
             }
         }
-        if st.senders.is_empty() {
+        if st.senders.is_none() {
             return first;
         }
         let senders = take_senders(&self.senders_waiting, &mut st);
@@ -249,11 +262,11 @@ impl<T> Inbox<T> {
 }
 
 fn take_senders<T>(waiting: &AtomicBool, st: &mut State<T>) -> Vec<Waker> {
-    if st.senders.is_empty() {
+    let Some(senders) = st.senders.take() else {
         return Vec::new();
-    }
+    };
     waiting.store(false, Ordering::Relaxed);
-    std::mem::take(&mut st.senders)
+    *senders
 }
 
 fn wake_all(wakers: Vec<Waker>) {

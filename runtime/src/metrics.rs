@@ -21,13 +21,19 @@ pub const BUCKETS: usize = 40;
 #[derive(Default)]
 pub(crate) struct ActorMetrics {
     pub(crate) handled: Counter,
+    /// Allocated on the first handled message (or failure): idle actors
+    /// stay small.
+    more: OnceLock<Box<More>>,
+}
+
+/// The counters an idle actor never touches, and the histogram.
+pub(crate) struct More {
     pub(crate) panics: Counter,
     pub(crate) restarts: Counter,
     pub(crate) expired: Counter,
     pub(crate) rejected: Counter,
     pub(crate) dropped: Counter,
-    /// Allocated on the first handled message: idle actors stay small.
-    pub(crate) handling: OnceLock<Box<Histogram>>,
+    handling: Histogram,
 }
 
 /// A counter with a single writer.
@@ -83,11 +89,24 @@ impl Histogram {
 }
 
 impl ActorMetrics {
+    /// The rarely written counters (allocated on first use).
+    #[inline]
+    pub(crate) fn more(&self) -> &More {
+        self.more.get_or_init(|| {
+            Box::new(More {
+                panics: Counter::default(),
+                restarts: Counter::default(),
+                expired: Counter::default(),
+                rejected: Counter::default(),
+                dropped: Counter::default(),
+                handling: Histogram::new(),
+            })
+        })
+    }
+
     #[inline]
     pub(crate) fn record_handling(&self, d: Duration) {
-        self.handling
-            .get_or_init(|| Box::new(Histogram::new()))
-            .record(d);
+        self.more().handling.record(d);
     }
 }
 
@@ -203,6 +222,8 @@ impl ActorMetricsSnapshot {
         capacity: Option<usize>,
         m: &ActorMetrics,
     ) -> Self {
+        let more = m.more.get();
+        let get = |c: fn(&More) -> &Counter| more.map_or(0, |m| c(m).get());
         Self {
             id,
             name,
@@ -210,12 +231,12 @@ impl ActorMetricsSnapshot {
             mailbox_depth: depth,
             mailbox_capacity: capacity,
             handled: m.handled.get(),
-            panics: m.panics.get(),
-            restarts: m.restarts.get(),
-            expired: m.expired.get(),
-            rejected: m.rejected.get(),
-            dropped: m.dropped.get(),
-            handling_time: m.handling.get().map(|h| h.snapshot()).unwrap_or_default(),
+            panics: get(|m| &m.panics),
+            restarts: get(|m| &m.restarts),
+            expired: get(|m| &m.expired),
+            rejected: get(|m| &m.rejected),
+            dropped: get(|m| &m.dropped),
+            handling_time: more.map(|m| m.handling.snapshot()).unwrap_or_default(),
         }
     }
 }

@@ -362,7 +362,7 @@ impl Node {
     /// Every live actor, ordered by id.
     fn actors(&self) -> Vec<CellRef> {
         fn walk(sup: &Supervisor, out: &mut BTreeMap<ActorId, CellRef>) {
-            let kids: Vec<CellRef> = lock(&sup.children).live.values().cloned().collect();
+            let kids: Vec<CellRef> = lock(&sup.children).live.by_id();
             for k in kids {
                 if let Some(grand) = k.core().children.get() {
                     walk(grand, out);
@@ -392,7 +392,7 @@ impl Node {
             let s = ActorMetricsSnapshot::read(
                 core.id,
                 core.name.clone(),
-                core.type_name,
+                cell.type_name(),
                 cell.mailbox_len(),
                 cell.mailbox_capacity(),
                 &core.metrics,

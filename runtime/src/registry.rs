@@ -147,7 +147,7 @@ impl Registry {
     pub fn lookup<A: Actor>(&self, name: &str) -> Result<ActorRef<A>, LookupError> {
         let entry = self.live(name)?;
         let cell = Arc::clone(&entry.cell);
-        let actual = cell.core().type_name;
+        let actual = cell.type_name();
         drop(entry);
         match cell.as_any_arc().downcast::<Shared<A>>() {
             Ok(shared) => Ok(ActorRef { shared }),

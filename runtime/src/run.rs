@@ -8,15 +8,17 @@
 //! steady stream of one message type allocates nothing per message.
 
 use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
+use std::task::{Poll, ready};
+use std::time::Instant;
 
 use crate::actor::{Actor, StopReason};
 use crate::cell::{CellRef, Control, Shared, Sys, lock};
 use crate::clock::Clock;
 use crate::context::Context;
-use crate::envelope::{BoxEnvelope, CatchUnwind, Held, Outcome, Reject, Slot};
+use crate::envelope::{BoxEnvelope, CatchUnwind, Handled, Held, Outcome, Reject, Slot};
 use crate::inbox::Batch;
 use crate::spawn::Factory;
 use crate::supervision::{RestartWindow, Strategy};
@@ -26,7 +28,6 @@ pub(crate) struct ActorCell<A: Actor> {
     /// The actor and its context; `None` only while a handler runs.
     held: Option<Box<Held<A>>>,
     shared: Arc<Shared<A>>,
-    clock: Arc<dyn Clock>,
     /// Handling time is measured for one message in this many.
     timing_sample: u32,
     /// Messages to begin before the next measured one (a countdown, not a
@@ -35,9 +36,13 @@ pub(crate) struct ActorCell<A: Actor> {
     /// The messages taken from the mailbox in one go.
     batch: Batch<BoxEnvelope<A>>,
     slot: Option<Slot<A>>,
-    running: Option<Running>,
-    factory: Option<Factory<A>>,
-    window: RestartWindow,
+    /// A handler future is in the slot.
+    busy: bool,
+    /// What goes with the running handler; boxed on the first message and
+    /// reused, so an idle actor carries one pointer.
+    running: Option<Box<Running>>,
+    /// Only for an actor spawned from a factory.
+    restart: Option<Box<Restart<A>>>,
     /// Set once a graceful stop has begun: handle what is queued, then stop.
     draining: Option<StopReason>,
     /// Whether the loop already yielded once on an empty mailbox.
@@ -45,6 +50,22 @@ pub(crate) struct ActorCell<A: Actor> {
     /// Messages taken from the mailbox since the loop last waited.
     since_wait: u32,
     released: bool,
+    /// This loop has closed the mailbox (closing again would only take
+    /// its lock again).
+    closed: bool,
+}
+
+/// The message being handled, beside its handler future.
+struct Running {
+    meta: crate::trace::Meta,
+    span: tracing::Span,
+    start: Option<Instant>,
+}
+
+/// How a restartable actor is made again, and its recent restarts.
+struct Restart<A: Actor> {
+    factory: Factory<A>,
+    window: RestartWindow,
 }
 
 /// What the loop does next; see `ActorCell::next_envelope`.
@@ -56,9 +77,18 @@ enum Next<A: Actor> {
 }
 
 /// What the synchronous pass over the priority lane could not finish.
-enum SysNext<A: Actor> {
+enum SysNext {
     Stop(StopReason),
-    Await(Sys<A>),
+    /// The next item needs the async path; it is still queued.
+    Await,
+}
+
+/// What the loop awaits next (decided before any await, see `main`).
+#[derive(Clone, Copy)]
+enum Step {
+    Run,
+    Yield,
+    Wait,
 }
 
 /// What `begin` made of a message.
@@ -67,16 +97,8 @@ enum Begun {
     Skip,
     /// The actor cannot go on.
     Stop(StopReason),
-    /// The handler future is in the slot, its context in `running`.
+    /// The handler future is in the slot.
     Running,
-}
-
-/// The message being handled: kept in the cell, not in the loop's future,
-/// so the actor's task stays small.
-struct Running {
-    meta: crate::trace::Meta,
-    span: tracing::Span,
-    start: Option<std::time::Instant>,
 }
 
 /// Run a lifecycle hook on the held actor, catching a panic.
@@ -95,78 +117,118 @@ macro_rules! hook {
 impl<A: Actor> ActorCell<A> {
     pub(crate) fn new(actor: A, cx: Context<A>, factory: Option<Factory<A>>) -> Self {
         Self {
-            clock: Arc::clone(&cx.node.inner.clock),
             timing_sample: u32::try_from(cx.node.inner.timing_sample).unwrap_or(u32::MAX),
             until_timed: 0,
             shared: Arc::clone(&cx.myself.shared),
             held: Some(Box::new(Held { actor, cx })),
             batch: Batch::default(),
             slot: None,
+            busy: false,
             running: None,
-            factory,
-            window: RestartWindow::default(),
+            restart: factory.map(|factory| {
+                Box::new(Restart {
+                    factory,
+                    window: RestartWindow::default(),
+                })
+            }),
             draining: None,
             yielded: false,
             since_wait: 0,
             released: false,
+            closed: false,
         }
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.shared.core.node.clock
     }
 
     fn cx(&mut self) -> Option<&mut Context<A>> {
         self.held.as_deref_mut().map(|h| &mut h.cx)
     }
 
-    pub(crate) async fn run(self: Box<Self>) {
-        let mut this = self;
-        let reason = this.main().await;
-        // Rare paths are boxed so the idle actor's task stays small.
-        Box::pin(this.finish(reason)).await;
+    /// The actor's task. The cell lives in the task's future itself (one
+    /// allocation less per actor), so every await state below is kept small.
+    /// (An `async fn` would keep a second copy of its by-value `self`.)
+    #[allow(clippy::manual_async_fn)] // see above
+    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let reason = self.main().await;
+            // Rare paths are boxed so the idle actor's task stays small.
+            Box::pin(self.finish(reason)).await;
+        }
     }
 
     async fn main(&mut self) -> StopReason {
-        let started = Box::pin(async { hook!(self, |a, cx| a.started(cx)) }).await;
-        if let Err(p) = started
-            && let Some(reason) = Box::pin(self.fail(StopReason::Panicked { message: p })).await
-        {
+        let start = Box::pin(self.start());
+        if let Some(reason) = start.await {
             return reason;
         }
-        // One await point per kind of work keeps the task's future small.
+        // One await point per kind of work keeps the task's future small,
+        // and no value that holds an envelope (or a stop reason) is alive
+        // across an await: matches decide first, awaits come after them.
         loop {
             if self.shared.core.sys_pending.load(Ordering::Acquire) {
                 // Stop and kill are handled here; only what must await
                 // (deliveries, restarts) pays for the boxed slow path.
-                match self.handle_sys_now() {
-                    Ok(()) => {}
+                let slow = match self.handle_sys_now() {
+                    Ok(()) => false,
                     Err(SysNext::Stop(reason)) => return reason,
-                    Err(SysNext::Await(item)) => {
-                        if let Some(reason) = Box::pin(self.handle_sys(item)).await {
-                            return reason;
-                        }
+                    Err(SysNext::Await) => true,
+                };
+                if slow {
+                    let sys = Box::pin(self.handle_sys());
+                    if let Some(reason) = sys.await {
+                        return reason;
                     }
                 }
             }
             if self.draining.is_none() && self.cx().is_some_and(|cx| cx.stop_requested) {
                 self.begin_drain(StopReason::Normal);
             }
-            let env = match self.next_envelope() {
-                Next::Envelope(env) => env,
+            let step = match self.next_envelope() {
+                Next::Envelope(env) => match self.begin(env) {
+                    Begun::Skip => continue,
+                    Begun::Stop(reason) => return reason,
+                    Begun::Running => Step::Run,
+                },
                 Next::Drained(reason) => return reason,
-                Next::Yield => {
+                Next::Yield => Step::Yield,
+                Next::Wait => Step::Wait,
+            };
+            match step {
+                Step::Run => {}
+                Step::Yield => {
                     tokio::task::yield_now().await;
                     continue;
                 }
-                Next::Wait => match self.wait().await {
-                    Some(env) => {
-                        self.since_wait = 1;
-                        env
+                Step::Wait => {
+                    let Some(env) = self.wait().await else {
+                        continue;
+                    };
+                    self.since_wait = 1;
+                    match self.begin(env) {
+                        Begun::Skip => continue,
+                        Begun::Stop(reason) => return reason,
+                        Begun::Running => {}
                     }
-                    None => continue,
-                },
+                }
+            }
+            let Some(message) = self.handled().await else {
+                continue;
             };
-            if let Some(reason) = self.dispatch(env).await {
+            let failed = self.failed(message);
+            if let Some(reason) = failed.await {
                 return reason;
             }
         }
+    }
+
+    /// The `started` hook, and the supervisor's decision if it panicked.
+    /// `Some` = the actor stops.
+    async fn start(&mut self) -> Option<StopReason> {
+        let message = hook!(self, |a, cx| a.started(cx)).err()?;
+        Box::pin(self.fail(StopReason::Panicked { message })).await
     }
 
     /// What the loop does next, decided without waiting: a due timer, a
@@ -177,7 +239,7 @@ impl<A: Actor> ActorCell<A> {
         if self.draining.is_none()
             && let Some(h) = self.held.as_deref_mut()
             && !h.cx.timers.is_empty()
-            && let Some(env) = h.cx.timers.pop_due(self.clock.now())
+            && let Some(env) = h.cx.timers.pop_due(self.shared.core.node.clock.now())
         {
             return Next::Envelope(env);
         }
@@ -204,15 +266,17 @@ impl<A: Actor> ActorCell<A> {
 
     /// Wait for a mailbox message (returned), or for a system message or a
     /// due timer (`None`: the loop looks again).
-    async fn wait(&mut self) -> Option<BoxEnvelope<A>> {
+    /// (A plain `poll_fn`, not an `async fn`: it keeps only the sleep and
+    /// two references, and this is the await state of every idle actor.)
+    fn wait(&mut self) -> impl Future<Output = Option<BoxEnvelope<A>>> + Send + '_ {
         let shared = &self.shared;
         let batch = &mut self.batch;
-        let next = self
+        let mut sleep = self
             .held
             .as_deref()
-            .and_then(|h| h.cx.timers.next_deadline());
-        let mut sleep = next.map(|at| self.clock.sleep_until(at));
-        poll_fn(|tcx| {
+            .and_then(|h| h.cx.timers.next_deadline())
+            .map(|at| shared.core.node.clock.sleep_until(at));
+        poll_fn(move |tcx| {
             // A due timer goes before a message that arrived at the same
             // time: the loop fires it, then takes the message.
             if let Some(s) = sleep.as_mut()
@@ -223,21 +287,25 @@ impl<A: Actor> ActorCell<A> {
             if let Poll::Ready(env) = shared.inbox.poll_pop(batch, tcx) {
                 return Poll::Ready(Some(env));
             }
-            let mut lane = lock(&shared.sys);
-            if !lane.queue.is_empty() {
+            // The mailbox now holds this task's waker, which `push_sys`
+            // takes after raising the flag.
+            if shared.core.sys_pending.load(Ordering::Acquire) {
                 return Poll::Ready(None);
-            }
-            match &lane.waker {
-                Some(w) if w.will_wake(tcx.waker()) => {}
-                _ => lane.waker = Some(tcx.waker().clone()),
             }
             Poll::Pending
         })
-        .await
+    }
+
+    /// Close the mailbox to new senders, once.
+    fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.shared.close();
+        }
     }
 
     fn begin_drain(&mut self, reason: StopReason) {
-        self.shared.close();
+        self.close();
         if let Some(cx) = self.cx() {
             cx.timers.clear();
         }
@@ -257,25 +325,36 @@ impl<A: Actor> ActorCell<A> {
 
     /// Handle queued system messages that need no waiting (stop, kill)
     /// until the lane is empty or one needs the async path.
-    fn handle_sys_now(&mut self) -> Result<(), SysNext<A>> {
+    fn handle_sys_now(&mut self) -> Result<(), SysNext> {
         loop {
-            match self.pop_sys() {
-                None => return Ok(()),
-                Some(Sys::Ctl(Control::Stop(reason))) => self.begin_drain(reason),
+            let item = {
+                let mut lane = lock(&self.shared.sys);
+                match lane.queue.front() {
+                    Some(Sys::Ctl(Control::Stop(_) | Control::Kill(_))) => {}
+                    Some(_) => return Err(SysNext::Await),
+                    None => {
+                        self.shared.core.sys_pending.store(false, Ordering::Release);
+                        return Ok(());
+                    }
+                }
+                let item = lane.queue.pop_front();
+                if lane.queue.is_empty() {
+                    self.shared.core.sys_pending.store(false, Ordering::Release);
+                }
+                item
+            };
+            match item {
                 Some(Sys::Ctl(Control::Kill(reason))) => return Err(SysNext::Stop(reason)),
-                Some(other) => return Err(SysNext::Await(other)),
+                Some(Sys::Ctl(Control::Stop(reason))) => self.begin_drain(reason),
+                _ => {}
             }
         }
     }
 
-    /// Handle `first`, then every queued system message. `Some` = stop now.
-    async fn handle_sys(&mut self, first: Sys<A>) -> Option<StopReason> {
-        let mut next = Some(first);
+    /// Handle every queued system message. `Some` = stop now.
+    async fn handle_sys(&mut self) -> Option<StopReason> {
         loop {
-            let item = match next.take() {
-                Some(item) => item,
-                None => self.pop_sys()?,
-            };
+            let item = self.pop_sys()?;
             match item {
                 Sys::Deliver(env) => {
                     if let Some(reason) = self.dispatch(env).await {
@@ -288,7 +367,7 @@ impl<A: Actor> ActorCell<A> {
                     if self.draining.is_some() {
                         continue;
                     }
-                    if self.factory.is_none() {
+                    if self.restart.is_none() {
                         return Some(StopReason::SupervisorStopped);
                     }
                     if let Some(reason) = self.restart(reason).await {
@@ -308,49 +387,75 @@ impl<A: Actor> ActorCell<A> {
     }
 
     /// Handle one message. `Some` = the actor must stop.
-    ///
-    /// The checks and the handler's start are synchronous, so the future
-    /// this returns keeps only what it needs across the await: the actor's
+    async fn dispatch(&mut self, env: BoxEnvelope<A>) -> Option<StopReason> {
+        match self.begin(env) {
+            Begun::Skip => None,
+            Begun::Stop(reason) => Some(reason),
+            Begun::Running => match self.handled().await {
+                Some(message) => self.failed(message).await,
+                None => None,
+            },
+        }
+    }
+
+    /// Run the handler `begin` put in the slot to its end; the panic
+    /// message if it panicked. A plain `poll_fn` over `self`: the actor's
     /// task stays small (it is sized by its largest await state).
-    fn dispatch(
-        &mut self,
-        env: BoxEnvelope<A>,
-    ) -> impl Future<Output = Option<StopReason>> + Send + '_ {
-        let begun = self.begin(env);
-        async move {
-            match begun {
-                Begun::Skip => return None,
-                Begun::Stop(reason) => return Some(reason),
-                Begun::Running => {}
+    fn handled(&mut self) -> impl Future<Output = Option<Arc<str>>> + Send + '_ {
+        poll_fn(move |tcx| {
+            let (Some(r), Some(slot)) = (self.running.as_deref(), self.slot.as_mut()) else {
+                return Poll::Ready(None);
+            };
+            if !self.busy {
+                return Poll::Ready(None);
             }
-            let (running, slot) = (&self.running, &mut self.slot);
-            let (mut held, outcome) = poll_fn(|tcx| {
-                let (Some(r), Some(slot)) = (running.as_ref(), slot.as_mut()) else {
-                    return Poll::Ready(None);
-                };
+            let done = {
                 let _entered = r.span.enter();
-                trace::with_current(&r.meta, || slot.poll(tcx)).map(Some)
-            })
-            .await?;
-            let start = self.running.take().and_then(|r| r.start);
-            held.cx.meta = None;
-            self.held = Some(held);
-            let core = &self.shared.core;
-            if let Some(start) = start {
-                core.metrics
-                    .record_handling(self.clock.now().saturating_duration_since(start));
+                ready!(trace::with_current(&r.meta, || slot.poll(tcx)))
+            };
+            Poll::Ready(self.after(done))
+        })
+    }
+
+    /// A handler panicked: the supervisor's decision (boxed: rare, and
+    /// large). `Some` = the actor must stop.
+    fn failed(
+        &mut self,
+        message: Arc<str>,
+    ) -> Pin<Box<impl Future<Output = Option<StopReason>> + Send + '_>> {
+        Box::pin(self.fail(StopReason::Panicked { message }))
+    }
+
+    /// Take the actor back from a finished handler and count it; the panic
+    /// message if it panicked.
+    fn after(&mut self, (mut held, outcome): Handled<A>) -> Option<Arc<str>> {
+        self.busy = false;
+        // The span closes now; the box stays for the next message.
+        let start = match self.running.as_deref_mut() {
+            Some(r) => {
+                r.span = tracing::Span::none();
+                r.meta.extra = None;
+                r.start.take()
             }
-            core.metrics.handled.incr();
-            match outcome {
-                Outcome::Done => None,
-                Outcome::Cancelled => {
-                    tracing::debug!(actor = %core.id, "handler cancelled by its remote caller");
-                    None
-                }
-                Outcome::Panicked(message) => {
-                    tracing::warn!(actor = %core.id, %message, "handler panicked");
-                    Box::pin(self.fail(StopReason::Panicked { message })).await
-                }
+            None => None,
+        };
+        held.cx.meta = None;
+        self.held = Some(held);
+        let core = &self.shared.core;
+        if let Some(start) = start {
+            core.metrics
+                .record_handling(self.clock().now().saturating_duration_since(start));
+        }
+        core.metrics.handled.incr();
+        match outcome {
+            Outcome::Done => None,
+            Outcome::Cancelled => {
+                tracing::debug!(actor = %core.id, "handler cancelled by its remote caller");
+                None
+            }
+            Outcome::Panicked(message) => {
+                tracing::warn!(actor = %core.id, %message, "handler panicked");
+                Some(message)
             }
         }
     }
@@ -360,15 +465,15 @@ impl<A: Actor> ActorCell<A> {
         let core = &self.shared.core;
         let deadline = env.meta().deadline;
         if let Some(deadline) = deadline
-            && self.clock.now() >= deadline
+            && self.clock().now() >= deadline
         {
-            core.metrics.expired.incr();
+            core.metrics.more().expired.incr();
             env.reject(Reject::Expired, core.id);
             return Begun::Skip;
         }
         if env.meta().cancel().is_some_and(|c| c.is_cancelled()) {
             // The remote caller gave up while this was queued.
-            core.metrics.expired.incr();
+            core.metrics.more().expired.incr();
             env.reject(Reject::Expired, core.id);
             return Begun::Skip;
         }
@@ -390,13 +495,18 @@ impl<A: Actor> ActorCell<A> {
             Some(n) => n,
             None => self.timing_sample - 1,
         };
-        let start = timed.then(|| self.clock.now());
+        let start = timed.then(|| self.clock().now());
         held.cx.meta = Some(meta.clone());
         if let Err(held) = env.start(held, &mut self.slot) {
             self.held = Some(held);
             return Begun::Skip;
         }
-        self.running = Some(Running { meta, span, start });
+        let r = Running { meta, span, start };
+        match self.running.as_deref_mut() {
+            Some(slot) => *slot = r,
+            None => self.running = Some(Box::new(r)),
+        }
+        self.busy = true;
         Begun::Running
     }
 
@@ -404,18 +514,21 @@ impl<A: Actor> ActorCell<A> {
     /// was restarted and goes on; `Some` = it stops with that reason.
     async fn fail(&mut self, mut failure: StopReason) -> Option<StopReason> {
         loop {
-            self.shared.core.metrics.panics.incr();
+            self.shared.core.metrics.more().panics.incr();
             // The failed value's children go with it.
             self.stop_children(Control::Kill(StopReason::SupervisorStopped))
                 .await;
-            if self.factory.is_none() {
+            if self.restart.is_none() {
                 return Some(failure);
             }
             let core = &self.shared.core;
             let parent = Arc::clone(&core.parent);
-            let now = self.clock.now();
+            let now = self.clock().now();
             let admitted = match parent.strategy.strategy {
-                Strategy::OneForOne => self.window.admit(now, &parent.strategy),
+                Strategy::OneForOne => match self.restart.as_deref_mut() {
+                    Some(r) => r.window.admit(now, &parent.strategy),
+                    None => None,
+                },
                 Strategy::AllForOne => lock(&parent.group).admit(now, &parent.strategy),
             };
             let Some(n) = admitted else {
@@ -438,12 +551,8 @@ impl<A: Actor> ActorCell<A> {
                 return Some(StopReason::RestartLimitExceeded { last });
             };
             if parent.strategy.strategy == Strategy::AllForOne {
-                let siblings: Vec<CellRef> = lock(&parent.children)
-                    .live
-                    .iter()
-                    .filter(|(id, _)| **id != core.id)
-                    .map(|(_, c)| Arc::clone(c))
-                    .collect();
+                let mut siblings: Vec<CellRef> = lock(&parent.children).live.by_id();
+                siblings.retain(|c| c.core().id != core.id);
                 for s in siblings {
                     s.control(Control::Restart(failure.clone()));
                 }
@@ -456,7 +565,7 @@ impl<A: Actor> ActorCell<A> {
                     .delay(n, &mut fastrand::Rng::with_seed(n.into())),
             };
             if !delay.is_zero() {
-                self.clock.sleep_until(now + delay).await;
+                self.clock().sleep_until(now + delay).await;
             }
             match self.restart(failure).await {
                 None => return None,
@@ -472,7 +581,7 @@ impl<A: Actor> ActorCell<A> {
     /// `None` = running again; `Some(Panicked)` = a hook or the factory
     /// panicked (a new failure for the caller to judge).
     async fn restart(&mut self, failure: StopReason) -> Option<StopReason> {
-        let factory = self.factory.as_mut()?;
+        let factory = &mut self.restart.as_deref_mut()?.factory;
         let fresh = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(factory)) {
             Ok(a) => a,
             Err(p) => {
@@ -487,7 +596,7 @@ impl<A: Actor> ActorCell<A> {
         held.actor = fresh;
         held.cx.restarts += 1;
         held.cx.timers.clear();
-        self.shared.core.metrics.restarts.incr();
+        self.shared.core.metrics.more().restarts.incr();
         tracing::info!(actor = %held.cx.id(), restarts = held.cx.restarts, "restarted");
         let hook = hook!(self, |a, cx| a.restarted(&failure, cx));
         if let Err(message) = hook {
@@ -505,7 +614,7 @@ impl<A: Actor> ActorCell<A> {
         let Some(sup) = self.shared.core.children.get().cloned() else {
             return;
         };
-        let kids: Vec<CellRef> = lock(&sup.children).live.values().cloned().collect();
+        let kids: Vec<CellRef> = lock(&sup.children).live.by_id();
         let mut waits = Vec::with_capacity(kids.len());
         for kid in kids.iter().rev() {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -521,20 +630,56 @@ impl<A: Actor> ActorCell<A> {
         }
     }
 
-    async fn finish(mut self, reason: StopReason) {
-        let shared = Arc::clone(&self.shared);
-        let core = &shared.core;
-        shared.close();
-        if let Some(cx) = self.cx() {
-            cx.timers.clear();
+    async fn finish(&mut self, reason: StopReason) {
+        self.reject_queued(&reason);
+        // Children stop before their parent's hooks run (boxed: most
+        // actors have none, and their future is large).
+        let has_children = match self.shared.core.children.get() {
+            Some(sup) => {
+                lock(&sup.children).closed = true;
+                true
+            }
+            None => false,
+        };
+        if has_children {
+            let how = if reason.is_failure() {
+                Control::Kill(StopReason::SupervisorStopped)
+            } else {
+                Control::Stop(StopReason::SupervisorStopped)
+            };
+            Box::pin(self.stop_children(how)).await;
         }
-        // Reject what is still queued: closed, nothing more can land.
+        if !reason.is_failure() {
+            let hook = hook!(self, |a, cx| a.stopping(cx));
+            if let Err(m) = hook {
+                tracing::warn!(actor = %self.shared.core.id, message = %m, "stopping hook panicked");
+            }
+            let hook = match self.held.as_deref_mut() {
+                Some(h) => CatchUnwind(std::pin::pin!(h.actor.stopped(&reason))).await,
+                None => Ok(()),
+            };
+            if let Err(m) = hook {
+                tracing::warn!(actor = %self.shared.core.id, message = %m, "stopped hook panicked");
+            }
+        }
+        self.release(reason);
+    }
+
+    /// Close the mailbox and reject what is still queued: closed, nothing
+    /// more can land.
+    fn reject_queued(&mut self, reason: &StopReason) {
+        self.close();
+        let shared = &self.shared;
+        let core = &shared.core;
+        if let Some(h) = self.held.as_deref_mut() {
+            h.cx.timers.clear();
+        }
         let mut rejected_tells = 0u64;
         for mut env in shared.inbox.drain(&mut self.batch) {
             if env.is_ask() {
-                core.metrics.rejected.incr();
+                core.metrics.more().rejected.incr();
             } else {
-                core.metrics.dropped.incr();
+                core.metrics.more().dropped.incr();
                 rejected_tells += 1;
             }
             env.reject(Reject::Stopped, core.id);
@@ -542,30 +687,6 @@ impl<A: Actor> ActorCell<A> {
         if rejected_tells > 0 {
             tracing::warn!(actor = %core.id, dropped = rejected_tells, %reason, "tells dropped unhandled");
         }
-        // Children stop before their parent's hooks run.
-        if let Some(sup) = core.children.get() {
-            lock(&sup.children).closed = true;
-        }
-        let how = if reason.is_failure() {
-            Control::Kill(StopReason::SupervisorStopped)
-        } else {
-            Control::Stop(StopReason::SupervisorStopped)
-        };
-        self.stop_children(how).await;
-        if !reason.is_failure() {
-            let hook = hook!(self, |a, cx| a.stopping(cx));
-            if let Err(m) = hook {
-                tracing::warn!(actor = %core.id, message = %m, "stopping hook panicked");
-            }
-            let hook = match self.held.as_deref_mut() {
-                Some(h) => CatchUnwind(std::pin::pin!(h.actor.stopped(&reason))).await,
-                None => Ok(()),
-            };
-            if let Err(m) = hook {
-                tracing::warn!(actor = %core.id, message = %m, "stopped hook panicked");
-            }
-        }
-        self.release(reason);
     }
 
     /// Leave the node: release the name, leave the supervisor, notify
@@ -575,19 +696,18 @@ impl<A: Actor> ActorCell<A> {
             return;
         }
         self.released = true;
+        self.close();
         let core = &self.shared.core;
-        self.shared.close();
         let leftover = {
             let mut lane = lock(&self.shared.sys);
             lane.closed = true;
-            lane.waker = None;
             std::mem::take(&mut lane.queue)
         };
         drop(leftover);
         if let Some(name) = &core.name {
             core.node.registry.remove(name, core.id);
         }
-        lock(&core.parent.children).live.remove(&core.id);
+        lock(&core.parent.children).live.remove(core.id);
         if let Some(sup) = core.children.get() {
             lock(&sup.children).closed = true;
         }
@@ -626,8 +746,9 @@ mod size_budget {
     struct Idle;
     impl Actor for Idle {}
 
-    /// Every idle actor pays for its task's future: keep the loop's await
-    /// states small (see `dispatch` and `next_envelope`).
+    /// Every idle actor pays for its task's future, which holds the cell:
+    /// keep both small (see `main` and `wait`). At 192 bytes it fits
+    /// tokio's 384-byte task cell; past about 248 the cell is 512.
     #[tokio::test]
     async fn the_actor_task_future_stays_small() {
         let node = Node::builder().build();
@@ -642,9 +763,9 @@ mod size_budget {
             restarts: 0,
             child_strategy: None,
         };
-        let cell = Box::new(ActorCell::new(Idle, cx, None));
+        let cell = ActorCell::new(Idle, cx, None);
         let run = cell.run();
         let size = std::mem::size_of_val(&run);
-        assert!(size <= 320, "the actor task's future grew to {size} bytes");
+        assert!(size <= 224, "the actor task's future grew to {size} bytes");
     }
 }

@@ -1,6 +1,5 @@
 //! How an actor is spawned: [`SpawnOptions`] and [`Mailbox`] sizing.
 
-use std::any::type_name;
 use std::sync::Arc;
 
 use crate::actor::{Actor, StopReason};
@@ -137,10 +136,7 @@ impl Node {
             Mailbox::Bounded(n) => Some(n.max(1)),
             Mailbox::Unbounded => None,
         };
-        let shared = Shared::new(
-            Core::new(id, opts.name.clone(), type_name::<A>(), inner, &parent),
-            capacity,
-        );
+        let shared = Shared::new(Core::new(id, opts.name.clone(), inner, &parent), capacity);
         let cell: CellRef = shared.clone();
         if let Some(name) = &opts.name {
             inner.registry.insert(Arc::clone(name), Arc::clone(&cell))?;
@@ -171,7 +167,7 @@ impl Node {
             restarts: 0,
             child_strategy: opts.supervision.map(Box::new),
         };
-        let run = Box::new(ActorCell::new(actor, cx, factory)).run();
+        let run = ActorCell::new(actor, cx, factory).run();
         let handle = inner.handle.spawn(run);
         let _ = shared.core.task.set(handle.abort_handle());
         inner
@@ -184,13 +180,7 @@ impl Node {
     /// shutting down): every send fails with `Closed`.
     pub(crate) fn dead_ref<A: Actor>(&self) -> ActorRef<A> {
         let inner = &self.inner;
-        let core = Core::new(
-            inner.next_actor_id(),
-            None,
-            type_name::<A>(),
-            inner,
-            &inner.root,
-        );
+        let core = Core::new(inner.next_actor_id(), None, inner, &inner.root);
         let shared = Shared::new(core, Some(1));
         shared.close();
         lock(&shared.sys).closed = true;

@@ -25,7 +25,11 @@ pub(crate) enum TimerEntry<A: Actor> {
     },
 }
 
-pub(crate) struct Timers<A: Actor> {
+/// An actor's timers; allocated on the first one, so an actor without
+/// timers carries one pointer.
+pub(crate) struct Timers<A: Actor>(Option<Box<Set<A>>>);
+
+struct Set<A: Actor> {
     entries: BTreeMap<(Instant, TimerId), TimerEntry<A>>,
     next: u64,
 }
@@ -33,47 +37,58 @@ pub(crate) struct Timers<A: Actor> {
 impl<A: Actor> fmt::Debug for Timers<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timers")
-            .field("pending", &self.entries.len())
+            .field("pending", &self.0.as_ref().map_or(0, |s| s.entries.len()))
             .finish()
     }
 }
 
 impl<A: Actor> Timers<A> {
     pub(crate) const fn new() -> Self {
-        Self {
-            entries: BTreeMap::new(),
-            next: 0,
-        }
+        Self(None)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.0.as_ref().is_none_or(|s| s.entries.is_empty())
     }
 
     pub(crate) fn add(&mut self, at: Instant, entry: TimerEntry<A>) -> TimerId {
-        let id = TimerId(self.next);
-        self.next += 1;
-        self.entries.insert((at, id), entry);
+        let set = self.0.get_or_insert_with(|| {
+            Box::new(Set {
+                entries: BTreeMap::new(),
+                next: 0,
+            })
+        });
+        let id = TimerId(set.next);
+        set.next += 1;
+        set.entries.insert((at, id), entry);
         id
     }
 
     pub(crate) fn cancel(&mut self, id: TimerId) -> bool {
-        let key = self.entries.keys().find(|(_, t)| *t == id).copied();
-        key.is_some_and(|k| self.entries.remove(&k).is_some())
+        let Some(set) = self.0.as_mut() else {
+            return false;
+        };
+        let key = set.entries.keys().find(|(_, t)| *t == id).copied();
+        key.is_some_and(|k| set.entries.remove(&k).is_some())
     }
 
+    /// Cancel every timer (ids stay unique: the set is kept).
     pub(crate) fn clear(&mut self) {
-        self.entries.clear();
+        if let Some(set) = self.0.as_mut() {
+            set.entries.clear();
+        }
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.entries.keys().next().map(|(at, _)| *at)
+        let set = self.0.as_ref()?;
+        set.entries.keys().next().map(|(at, _)| *at)
     }
 
     /// The message of the earliest timer due at `now`, rescheduling it if it
     /// repeats (missed ticks fire one after another: burst catch-up).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<BoxEnvelope<A>> {
-        let first = self.entries.first_entry()?;
+        let set = self.0.as_mut()?;
+        let first = set.entries.first_entry()?;
         let (at, id) = *first.key();
         if at > now {
             return None;
@@ -82,7 +97,7 @@ impl<A: Actor> Timers<A> {
             TimerEntry::Once(make) => Some(make()),
             TimerEntry::Every { period, mut make } => {
                 let env = make();
-                self.entries.insert(
+                set.entries.insert(
                     (at + period.max(Duration::from_nanos(1)), id),
                     TimerEntry::Every { period, make },
                 );
