@@ -6,7 +6,7 @@
 //! the clock makes every due timer fire, in deadline order, before any
 //! message sent after the advance — tests need no sleeping.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,9 @@ pub(crate) struct Timers<A: Actor>(Option<Box<Set<A>>>);
 
 struct Set<A: Actor> {
     entries: BTreeMap<(Instant, TimerId), TimerEntry<A>>,
+    /// When each pending timer is due, so `cancel` finds its entry without
+    /// a scan (only looked up, never iterated).
+    due: HashMap<TimerId, Instant>,
     next: u64,
 }
 
@@ -55,12 +58,14 @@ impl<A: Actor> Timers<A> {
         let set = self.0.get_or_insert_with(|| {
             Box::new(Set {
                 entries: BTreeMap::new(),
+                due: HashMap::new(),
                 next: 0,
             })
         });
         let id = TimerId(set.next);
         set.next += 1;
         set.entries.insert((at, id), entry);
+        set.due.insert(id, at);
         id
     }
 
@@ -68,14 +73,16 @@ impl<A: Actor> Timers<A> {
         let Some(set) = self.0.as_mut() else {
             return false;
         };
-        let key = set.entries.keys().find(|(_, t)| *t == id).copied();
-        key.is_some_and(|k| set.entries.remove(&k).is_some())
+        set.due
+            .remove(&id)
+            .is_some_and(|at| set.entries.remove(&(at, id)).is_some())
     }
 
     /// Cancel every timer (ids stay unique: the set is kept).
     pub(crate) fn clear(&mut self) {
         if let Some(set) = self.0.as_mut() {
             set.entries.clear();
+            set.due.clear();
         }
     }
 
@@ -94,13 +101,16 @@ impl<A: Actor> Timers<A> {
             return None;
         }
         match first.remove() {
-            TimerEntry::Once(make) => Some(make()),
+            TimerEntry::Once(make) => {
+                set.due.remove(&id);
+                Some(make())
+            }
             TimerEntry::Every { period, mut make } => {
                 let env = make();
-                set.entries.insert(
-                    (at + period.max(Duration::from_nanos(1)), id),
-                    TimerEntry::Every { period, make },
-                );
+                let next = at + period.max(Duration::from_nanos(1));
+                set.entries
+                    .insert((next, id), TimerEntry::Every { period, make });
+                set.due.insert(id, next);
                 Some(env)
             }
         }
