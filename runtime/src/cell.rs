@@ -67,6 +67,10 @@ enum Waiter {
 pub(crate) struct Death {
     pub(crate) reason: Option<StopReason>,
     waiters: Waiters,
+    /// The actor's task, for aborting it when it ignores a kill (kept
+    /// under this lock rather than in a `OnceLock` of its own: one word
+    /// less per actor).
+    task: Option<AbortHandle>,
 }
 
 /// Who waits for the death notice, newest first: one pointer while nobody
@@ -139,7 +143,6 @@ pub(crate) struct Core {
     pub(crate) children: OnceLock<Arc<Supervisor>>,
     pub(crate) metrics: ActorMetrics,
     pub(crate) death: Mutex<Death>,
-    pub(crate) task: OnceLock<AbortHandle>,
 }
 
 impl Core {
@@ -158,7 +161,19 @@ impl Core {
             children: OnceLock::new(),
             metrics: ActorMetrics::default(),
             death: Mutex::default(),
-            task: OnceLock::new(),
+        }
+    }
+
+    /// Remember the actor's task (once, right after it is spawned).
+    pub(crate) fn set_task(&self, task: AbortHandle) {
+        lock(&self.death).task = Some(task);
+    }
+
+    /// Abort the actor's task (its future is dropped where it stands).
+    pub(crate) fn abort_task(&self) {
+        let task = lock(&self.death).task.clone();
+        if let Some(task) = task {
+            task.abort();
         }
     }
 

@@ -464,9 +464,7 @@ impl Node {
             report.killed -= pending.len();
             for cell in pending.values() {
                 tracing::warn!(actor = %cell.core().id, "handler did not return within the kill grace; aborting its task");
-                if let Some(task) = cell.core().task.get() {
-                    task.abort();
-                }
+                cell.core().abort_task();
             }
         }
         report

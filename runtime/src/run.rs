@@ -28,27 +28,25 @@ pub(crate) struct ActorCell<A: Actor> {
     /// The actor and its context; `None` only while a handler runs.
     held: Option<Box<Held<A>>>,
     shared: Arc<Shared<A>>,
-    /// Handling time is measured for one message in this many.
-    timing_sample: u32,
     /// Messages to begin before the next measured one (a countdown, not a
     /// division per message).
     until_timed: u32,
     /// The messages taken from the mailbox in one go.
     batch: Batch<BoxEnvelope<A>>,
     slot: Option<Slot<A>>,
-    /// A handler future is in the slot.
-    busy: bool,
     /// What goes with the running handler; boxed on the first message and
     /// reused, so an idle actor carries one pointer.
     running: Option<Box<Running>>,
     /// Only for an actor spawned from a factory.
     restart: Option<Box<Restart<A>>>,
     /// Set once a graceful stop has begun: handle what is queued, then stop.
-    draining: Option<StopReason>,
+    /// (Boxed: an idle actor carries one word, not a stop reason.)
+    draining: Option<Box<StopReason>>,
     /// Whether the loop already yielded once on an empty mailbox.
     yielded: bool,
-    /// Messages taken from the mailbox since the loop last waited.
-    since_wait: u32,
+    /// Messages taken from the mailbox since the loop last waited (only
+    /// "more than one" matters, so it saturates).
+    since_wait: u8,
     released: bool,
     /// This loop has closed the mailbox (closing again would only take
     /// its lock again).
@@ -60,6 +58,9 @@ struct Running {
     meta: crate::trace::Meta,
     span: tracing::Span,
     start: Option<Instant>,
+    /// A handler future is in the slot. (Here, not in the cell: every
+    /// byte of the cell is paid by every idle actor.)
+    busy: bool,
 }
 
 /// How a restartable actor is made again, and its recent restarts.
@@ -117,13 +118,11 @@ macro_rules! hook {
 impl<A: Actor> ActorCell<A> {
     pub(crate) fn new(actor: A, cx: Context<A>, factory: Option<Factory<A>>) -> Self {
         Self {
-            timing_sample: u32::try_from(cx.node.inner.timing_sample).unwrap_or(u32::MAX),
             until_timed: 0,
             shared: Arc::clone(&cx.myself.shared),
             held: Some(Box::new(Held { actor, cx })),
             batch: Batch::default(),
             slot: None,
-            busy: false,
             running: None,
             restart: factory.map(|factory| {
                 Box::new(Restart {
@@ -160,8 +159,7 @@ impl<A: Actor> ActorCell<A> {
     }
 
     async fn main(&mut self) -> StopReason {
-        let start = Box::pin(self.start());
-        if let Some(reason) = start.await {
+        if let Some(reason) = Box::pin(self.start()).await {
             return reason;
         }
         // One await point per kind of work keeps the task's future small,
@@ -176,11 +174,8 @@ impl<A: Actor> ActorCell<A> {
                     Err(SysNext::Stop(reason)) => return reason,
                     Err(SysNext::Await) => true,
                 };
-                if slow {
-                    let sys = Box::pin(self.handle_sys());
-                    if let Some(reason) = sys.await {
-                        return reason;
-                    }
+                if slow && let Some(reason) = Box::pin(self.handle_sys()).await {
+                    return reason;
                 }
             }
             if self.draining.is_none() && self.cx().is_some_and(|cx| cx.stop_requested) {
@@ -214,10 +209,10 @@ impl<A: Actor> ActorCell<A> {
                     }
                 }
             }
-            let Some(message) = self.handled().await else {
-                continue;
+            let failed = match self.handled().await {
+                Some(message) => self.failed(message),
+                None => continue,
             };
-            let failed = self.failed(message);
             if let Some(reason) = failed.await {
                 return reason;
             }
@@ -245,13 +240,13 @@ impl<A: Actor> ActorCell<A> {
         }
         if let Some(env) = self.shared.inbox.try_pop(&mut self.batch) {
             self.yielded = false;
-            self.since_wait += 1;
+            self.since_wait = self.since_wait.saturating_add(1);
             return Next::Envelope(env);
         }
         if let Some(reason) = &self.draining {
             // The mailbox closed under its lock before the drain began:
             // empty now means empty for good.
-            return Next::Drained(reason.clone());
+            return Next::Drained(StopReason::clone(reason));
         }
         // Yield only in a stream (several messages since the last wait): a
         // lone request/response pays no extra scheduling round.
@@ -266,25 +261,24 @@ impl<A: Actor> ActorCell<A> {
 
     /// Wait for a mailbox message (returned), or for a system message or a
     /// due timer (`None`: the loop looks again).
-    /// (A plain `poll_fn`, not an `async fn`: it keeps only the sleep and
-    /// two references, and this is the await state of every idle actor.)
+    /// (A plain `poll_fn`, not an `async fn`: it keeps one reference, and
+    /// this is the await state of every idle actor.)
     fn wait(&mut self) -> impl Future<Output = Option<BoxEnvelope<A>>> + Send + '_ {
-        let shared = &self.shared;
-        let batch = &mut self.batch;
-        let mut sleep = self
-            .held
-            .as_deref()
-            .and_then(|h| h.cx.timers.next_deadline())
-            .map(|at| shared.core.node.clock.sleep_until(at));
         poll_fn(move |tcx| {
+            let shared = &self.shared;
             // A due timer goes before a message that arrived at the same
-            // time: the loop fires it, then takes the message.
-            if let Some(s) = sleep.as_mut()
-                && s.as_mut().poll(tcx).is_ready()
+            // time: the loop fires it, then takes the message. (The timer's
+            // sleep lives with the timers, so this future holds one
+            // reference.)
+            if let Some(h) = self.held.as_deref_mut()
+                && h.cx
+                    .timers
+                    .poll_due(&*shared.core.node.clock, tcx)
+                    .is_ready()
             {
                 return Poll::Ready(None);
             }
-            if let Poll::Ready(env) = shared.inbox.poll_pop(batch, tcx) {
+            if let Poll::Ready(env) = shared.inbox.poll_pop(&mut self.batch, tcx) {
                 return Poll::Ready(Some(env));
             }
             // The mailbox now holds this task's waker, which `push_sys`
@@ -310,7 +304,7 @@ impl<A: Actor> ActorCell<A> {
             cx.timers.clear();
         }
         if self.draining.is_none() {
-            self.draining = Some(reason);
+            self.draining = Some(Box::new(reason));
         }
     }
 
@@ -406,7 +400,7 @@ impl<A: Actor> ActorCell<A> {
             let (Some(r), Some(slot)) = (self.running.as_deref(), self.slot.as_mut()) else {
                 return Poll::Ready(None);
             };
-            if !self.busy {
+            if !r.busy {
                 return Poll::Ready(None);
             }
             let done = {
@@ -429,10 +423,10 @@ impl<A: Actor> ActorCell<A> {
     /// Take the actor back from a finished handler and count it; the panic
     /// message if it panicked.
     fn after(&mut self, (mut held, outcome): Handled<A>) -> Option<Arc<str>> {
-        self.busy = false;
         // The span closes now; the box stays for the next message.
         let start = match self.running.as_deref_mut() {
             Some(r) => {
+                r.busy = false;
                 r.span = tracing::Span::none();
                 r.meta.extra = None;
                 r.start.take()
@@ -493,7 +487,11 @@ impl<A: Actor> ActorCell<A> {
         let timed = self.until_timed == 0;
         self.until_timed = match self.until_timed.checked_sub(1) {
             Some(n) => n,
-            None => self.timing_sample - 1,
+            // Read from the node when the countdown runs out (one field
+            // less in every actor's task).
+            None => u32::try_from(self.shared.core.node.timing_sample)
+                .unwrap_or(u32::MAX)
+                .saturating_sub(1),
         };
         let start = timed.then(|| self.clock().now());
         held.cx.meta = Some(meta.clone());
@@ -501,12 +499,16 @@ impl<A: Actor> ActorCell<A> {
             self.held = Some(held);
             return Begun::Skip;
         }
-        let r = Running { meta, span, start };
+        let r = Running {
+            meta,
+            span,
+            start,
+            busy: true,
+        };
         match self.running.as_deref_mut() {
             Some(slot) => *slot = r,
             None => self.running = Some(Box::new(r)),
         }
-        self.busy = true;
         Begun::Running
     }
 
@@ -747,8 +749,11 @@ mod size_budget {
     impl Actor for Idle {}
 
     /// Every idle actor pays for its task's future, which holds the cell:
-    /// keep both small (see `main` and `wait`). At 192 bytes it fits
-    /// tokio's 384-byte task cell; past about 248 the cell is 512.
+    /// keep both small (see `main` and `wait`). tokio 1.54 lays a task out
+    /// as a 32-byte header, 16 bytes of scheduler and id, the future plus
+    /// an 8-byte stage tag, and a 48-byte trailer, padded to its 128-byte
+    /// alignment: a future of at most 152 bytes makes a 256-byte task, one
+    /// byte more a 384-byte one (`examples/spawn_memory` shows the effect).
     #[tokio::test]
     async fn the_actor_task_future_stays_small() {
         let node = Node::builder().build();
@@ -763,9 +768,8 @@ mod size_budget {
             restarts: 0,
             child_strategy: None,
         };
-        let cell = ActorCell::new(Idle, cx, None);
-        let run = cell.run();
+        let run = ActorCell::new(Idle, cx, None).run();
         let size = std::mem::size_of_val(&run);
-        assert!(size <= 224, "the actor task's future grew to {size} bytes");
+        assert!(size <= 152, "the actor task's future grew to {size} bytes");
     }
 }

@@ -169,7 +169,7 @@ impl Node {
         };
         let run = ActorCell::new(actor, cx, factory).run();
         let handle = inner.handle.spawn(run);
-        let _ = shared.core.task.set(handle.abort_handle());
+        shared.core.set_task(handle.abort_handle());
         inner
             .spawned
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

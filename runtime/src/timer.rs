@@ -8,9 +8,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::actor::Actor;
+use crate::clock::{Clock, Sleep};
 use crate::envelope::BoxEnvelope;
 
 /// Identifies a timer for [`Context::cancel_timer`](crate::Context::cancel_timer).
@@ -35,6 +37,10 @@ struct Set<A: Actor> {
     /// a scan (only looked up, never iterated).
     due: HashMap<TimerId, Instant>,
     next: u64,
+    /// The clock's sleep for the earliest timer, kept across waits (one
+    /// sleep per deadline, not one per wait) and here rather than in the
+    /// actor's wait future, so an actor without timers does not carry it.
+    armed: Option<(Instant, Sleep)>,
 }
 
 impl<A: Actor> fmt::Debug for Timers<A> {
@@ -60,6 +66,7 @@ impl<A: Actor> Timers<A> {
                 entries: BTreeMap::new(),
                 due: HashMap::new(),
                 next: 0,
+                armed: None,
             })
         });
         let id = TimerId(set.next);
@@ -83,12 +90,29 @@ impl<A: Actor> Timers<A> {
         if let Some(set) = self.0.as_mut() {
             set.entries.clear();
             set.due.clear();
+            set.armed = None;
         }
     }
 
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let set = self.0.as_ref()?;
-        set.entries.keys().next().map(|(at, _)| *at)
+    /// Ready once the earliest timer is due on `clock`; registers `cx` to be
+    /// woken then. Pending (and never woken by this) without timers.
+    pub(crate) fn poll_due(&mut self, clock: &dyn Clock, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(set) = self.0.as_deref_mut() else {
+            return Poll::Pending;
+        };
+        let Some(&(at, _)) = set.entries.keys().next() else {
+            set.armed = None;
+            return Poll::Pending;
+        };
+        let sleep = match &mut set.armed {
+            Some((armed_at, sleep)) if *armed_at == at => sleep,
+            armed => &mut armed.insert((at, clock.sleep_until(at))).1,
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            set.armed = None;
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     /// The message of the earliest timer due at `now`, rescheduling it if it
