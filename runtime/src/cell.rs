@@ -49,9 +49,132 @@ pub(crate) enum Sys<A: Actor> {
 
 /// The priority lane. The actor waits on it with the waker it leaves in
 /// its mailbox (see `Shared::push_sys`), so the lane keeps none of its own.
+///
+/// Most lanes only ever carry one plain stop or kill (every actor gets one
+/// when it is stopped): that item sits in `head`, in the padding beside
+/// `closed`, and costs no allocation. `head` only fills while `queue` is
+/// empty, so it always precedes what is queued: the lane stays FIFO.
 pub(crate) struct SysLane<A: Actor> {
-    pub(crate) queue: VecDeque<Sys<A>>,
+    head: Option<Plain>,
     pub(crate) closed: bool,
+    queue: VecDeque<Sys<A>>,
+}
+
+/// A stop or kill whose reason carries no data.
+#[derive(Clone, Copy)]
+enum Plain {
+    Stop(PlainReason),
+    Kill(PlainReason),
+}
+
+#[derive(Clone, Copy)]
+enum PlainReason {
+    Normal,
+    Killed,
+    SupervisorStopped,
+    Shutdown,
+}
+
+impl PlainReason {
+    fn of(reason: &StopReason) -> Option<Self> {
+        Some(match reason {
+            StopReason::Normal => Self::Normal,
+            StopReason::Killed => Self::Killed,
+            StopReason::SupervisorStopped => Self::SupervisorStopped,
+            StopReason::Shutdown => Self::Shutdown,
+            _ => return None,
+        })
+    }
+
+    fn reason(self) -> StopReason {
+        match self {
+            Self::Normal => StopReason::Normal,
+            Self::Killed => StopReason::Killed,
+            Self::SupervisorStopped => StopReason::SupervisorStopped,
+            Self::Shutdown => StopReason::Shutdown,
+        }
+    }
+}
+
+impl Plain {
+    fn of<A: Actor>(item: &Sys<A>) -> Option<Self> {
+        match item {
+            Sys::Ctl(Control::Stop(r)) => PlainReason::of(r).map(Self::Stop),
+            Sys::Ctl(Control::Kill(r)) => PlainReason::of(r).map(Self::Kill),
+            _ => None,
+        }
+    }
+
+    fn item<A: Actor>(self) -> Sys<A> {
+        Sys::Ctl(match self {
+            Self::Stop(r) => Control::Stop(r.reason()),
+            Self::Kill(r) => Control::Kill(r.reason()),
+        })
+    }
+}
+
+/// What is at the front of the lane.
+pub(crate) enum Front {
+    Empty,
+    /// A stop or a kill: handled without awaiting.
+    StopOrKill,
+    /// Anything else (needs the async path).
+    Other,
+}
+
+impl<A: Actor> SysLane<A> {
+    pub(crate) fn new() -> Self {
+        Self {
+            head: None,
+            closed: false,
+            queue: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, item: Sys<A>) {
+        if self.head.is_none()
+            && self.queue.is_empty()
+            && let Some(plain) = Plain::of(&item)
+        {
+            self.head = Some(plain);
+            return;
+        }
+        if self.queue.capacity() == 0 {
+            // Usually a lone item: room for one, not the default four.
+            self.queue.reserve_exact(1);
+        }
+        self.queue.push_back(item);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Sys<A>> {
+        match self.head.take() {
+            Some(plain) => Some(plain.item()),
+            None => self.queue.pop_front(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_none() && self.queue.is_empty()
+    }
+
+    pub(crate) fn front(&self) -> Front {
+        if self.head.is_some() {
+            return Front::StopOrKill;
+        }
+        match self.queue.front() {
+            None => Front::Empty,
+            Some(Sys::Ctl(Control::Stop(_) | Control::Kill(_))) => Front::StopOrKill,
+            Some(_) => Front::Other,
+        }
+    }
+
+    /// Close the lane; what was queued is returned (to be dropped outside
+    /// the lock).
+    pub(crate) fn close(&mut self) -> VecDeque<Sys<A>> {
+        self.closed = true;
+        self.head = None;
+        std::mem::take(&mut self.queue)
+    }
 }
 
 type Watcher = Box<dyn FnOnce(&Terminated) + Send>;
@@ -260,10 +383,7 @@ impl<A: Actor> Shared<A> {
         Arc::new(Self {
             core,
             inbox,
-            sys: Mutex::new(SysLane {
-                queue: VecDeque::new(),
-                closed: false,
-            }),
+            sys: Mutex::new(SysLane::new()),
         })
     }
 
@@ -286,11 +406,7 @@ impl<A: Actor> Shared<A> {
             if lane.closed {
                 return false;
             }
-            if lane.queue.capacity() == 0 {
-                // Usually a lone stop: room for one, not the default four.
-                lane.queue.reserve_exact(1);
-            }
-            lane.queue.push_back(item);
+            lane.push(item);
             self.core.sys_pending.store(true, Ordering::Release);
         }
         self.inbox.wake_receiver();
@@ -389,5 +505,58 @@ impl Hasher for IdHasher {
 
     fn write_u64(&mut self, n: u64) {
         self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Idle;
+    impl Actor for Idle {}
+
+    fn popped(lane: &mut SysLane<Idle>) -> Vec<String> {
+        std::iter::from_fn(|| lane.pop())
+            .map(|item| match item {
+                Sys::Ctl(c) => format!("{c:?}"),
+                Sys::Deliver(_) => "deliver".into(),
+            })
+            .collect()
+    }
+
+    /// The inline head only takes an item while the queue is empty, so
+    /// items come out in the order they went in.
+    #[test]
+    fn the_priority_lane_stays_fifo_with_its_inline_head() {
+        let mut lane = SysLane::<Idle>::new();
+        lane.push(Sys::Ctl(Control::Stop(StopReason::Normal)));
+        assert!(lane.queue.capacity() == 0, "a lone stop allocates nothing");
+        lane.push(Sys::Ctl(Control::Restart(StopReason::Killed)));
+        lane.push(Sys::Ctl(Control::Kill(StopReason::Shutdown)));
+        assert!(matches!(lane.front(), Front::StopOrKill));
+        assert_eq!(
+            popped(&mut lane),
+            ["Stop(Normal)", "Restart(Killed)", "Kill(Shutdown)"]
+        );
+        assert!(lane.is_empty() && matches!(lane.front(), Front::Empty));
+
+        // A plain stop behind another item queues behind it.
+        lane.push(Sys::Ctl(Control::Restart(StopReason::Normal)));
+        lane.push(Sys::Ctl(Control::Stop(StopReason::Shutdown)));
+        assert!(matches!(lane.front(), Front::Other));
+        assert_eq!(popped(&mut lane), ["Restart(Normal)", "Stop(Shutdown)"]);
+
+        // A stop whose reason carries data is queued, and keeps it.
+        let reason = StopReason::Panicked {
+            message: "boom".into(),
+        };
+        lane.push(Sys::Ctl(Control::Kill(reason.clone())));
+        assert_eq!(popped(&mut lane), [format!("{:?}", Control::Kill(reason))]);
+
+        // Closing drops the head and the queue.
+        lane.push(Sys::Ctl(Control::Stop(StopReason::Normal)));
+        lane.push(Sys::Ctl(Control::Stop(StopReason::Normal)));
+        assert_eq!(lane.close().len(), 1);
+        assert!(lane.closed && lane.is_empty());
     }
 }

@@ -15,7 +15,7 @@ use std::task::{Poll, ready};
 use std::time::Instant;
 
 use crate::actor::{Actor, StopReason};
-use crate::cell::{CellRef, Control, Shared, Sys, lock};
+use crate::cell::{CellRef, Control, Front, Shared, Sys, lock};
 use crate::clock::Clock;
 use crate::context::Context;
 use crate::envelope::{BoxEnvelope, CatchUnwind, Handled, Held, Outcome, Reject, Slot};
@@ -310,8 +310,8 @@ impl<A: Actor> ActorCell<A> {
 
     fn pop_sys(&self) -> Option<Sys<A>> {
         let mut lane = lock(&self.shared.sys);
-        let item = lane.queue.pop_front();
-        if lane.queue.is_empty() {
+        let item = lane.pop();
+        if lane.is_empty() {
             self.shared.core.sys_pending.store(false, Ordering::Release);
         }
         item
@@ -323,16 +323,16 @@ impl<A: Actor> ActorCell<A> {
         loop {
             let item = {
                 let mut lane = lock(&self.shared.sys);
-                match lane.queue.front() {
-                    Some(Sys::Ctl(Control::Stop(_) | Control::Kill(_))) => {}
-                    Some(_) => return Err(SysNext::Await),
-                    None => {
+                match lane.front() {
+                    Front::StopOrKill => {}
+                    Front::Other => return Err(SysNext::Await),
+                    Front::Empty => {
                         self.shared.core.sys_pending.store(false, Ordering::Release);
                         return Ok(());
                     }
                 }
-                let item = lane.queue.pop_front();
-                if lane.queue.is_empty() {
+                let item = lane.pop();
+                if lane.is_empty() {
                     self.shared.core.sys_pending.store(false, Ordering::Release);
                 }
                 item
@@ -700,11 +700,7 @@ impl<A: Actor> ActorCell<A> {
         self.released = true;
         self.close();
         let core = &self.shared.core;
-        let leftover = {
-            let mut lane = lock(&self.shared.sys);
-            lane.closed = true;
-            std::mem::take(&mut lane.queue)
-        };
+        let leftover = { lock(&self.shared.sys).close() };
         drop(leftover);
         if let Some(name) = &core.name {
             core.node.registry.remove(name, core.id);
