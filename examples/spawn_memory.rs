@@ -17,6 +17,16 @@
 //! assumed rather than queried) divided by N; `spawn_ns_per_actor` is the
 //! time of the N `spawn` calls divided by N. Linux only (elsewhere the
 //! bytes read 0). The node is shut down at the end.
+//!
+//! With `floor` as the second argument it measures the floor instead, in
+//! its own process: N tokio tasks, each owning a bare flume receiver of the
+//! same capacity and waiting on it (the `spawn` benchmark's
+//! `tokio_flume_floor`), and prints
+//! `bytes_per_task=<n> spawn_ns_per_task=<n>`:
+//!
+//! ```text
+//! cargo run --release --example spawn_memory -- 100000 floor
+//! ```
 #![allow(clippy::expect_used)] // an example aborts on setup failure
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +45,43 @@ impl Actor for Idle {
     async fn started(&mut self, _: &mut Context<Self>) {
         STARTED.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Tasks of the floor that have started waiting on their receiver.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// The floor: a tokio task per "actor", owning a flume bounded(1024)
+/// receiver, measured like the actors.
+async fn floor(n: usize) {
+    let spawn_one = || {
+        let (tx, rx) = flume::bounded::<u64>(1024);
+        let task = tokio::spawn(async move {
+            WAITING.fetch_add(1, Ordering::Relaxed);
+            while rx.recv_async().await.is_ok() {}
+        });
+        (tx, task)
+    };
+    let warm: Vec<_> = (0..1000).map(|_| spawn_one()).collect();
+    for (tx, task) in warm {
+        drop(tx);
+        task.await.expect("a floor task panicked");
+    }
+    let before = rss();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n).map(|_| spawn_one()).collect();
+    let spawn_time = start.elapsed();
+    while WAITING.load(Ordering::Relaxed) < 1000 + n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = rss();
+    let per = |total: u64| total / (n.max(1) as u64);
+    println!(
+        "bytes_per_task={} spawn_ns_per_task={}",
+        per(after.saturating_sub(before)),
+        per(u64::try_from(spawn_time.as_nanos()).unwrap_or(u64::MAX)),
+    );
+    drop(tasks);
 }
 
 /// Resident set size in bytes.
@@ -59,6 +106,9 @@ async fn main() {
             .expect("the first argument is the number of actors"),
         None => 100_000,
     };
+    if std::env::args().nth(2).as_deref() == Some("floor") {
+        return floor(n).await;
+    }
     let node = Node::builder().build();
     // Warm up the allocator and the runtime so that their one-off growth
     // is not charged to the actors.
