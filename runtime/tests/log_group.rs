@@ -105,6 +105,24 @@ fn assert_nothing_skipped(topic: &Topic, seen: &Seen) {
     }
 }
 
+/// Ask for the committed offsets until `done` holds. A commit's write runs
+/// on the blocking pool while the coordinator waits for it, so each ask is
+/// answered after the commits already queued; the loop only waits for the
+/// members to send theirs.
+async fn wait_committed(
+    coordinator: &ActorRef<GroupCoordinator>,
+    done: impl Fn(&BTreeMap<u32, u64>) -> bool,
+) -> BTreeMap<u32, u64> {
+    for _ in 0..10_000 {
+        let committed = coordinator.ask(FetchOffsets).await.unwrap();
+        if done(&committed) {
+            return committed;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the commits never arrived");
+}
+
 async fn wait_positions(consumer: &ActorRef<GroupConsumer>, topic: &Topic) {
     let want: BTreeMap<u32, u64> = (0..topic.partitions())
         .map(|p| (p, topic.bounds(p).unwrap().next))
@@ -158,7 +176,10 @@ async fn member_stops_mid_stream_and_the_other_takes_over() {
     assert_eq!(owned_by_a.len(), 2);
 
     // Stop member a mid-stream.
-    let committed_before = coordinator.ask(FetchOffsets).await.unwrap();
+    let committed_before = wait_committed(&coordinator, |c| {
+        owned_by_a.iter().all(|p| c.get(p).is_some_and(|o| *o > 0))
+    })
+    .await;
     a.stop();
     a.terminated().await;
     let snap = coordinator.ask(Snapshot).await.unwrap();
@@ -194,7 +215,10 @@ async fn member_stops_mid_stream_and_the_other_takes_over() {
         );
     }
     // Committed offsets reached the end and survive a coordinator restart.
-    let committed = coordinator.ask(FetchOffsets).await.unwrap();
+    let at_end = |c: &BTreeMap<u32, u64>| {
+        (0..4).all(|p| c.get(&p).copied().unwrap_or(0) == topic.bounds(p).unwrap().next)
+    };
+    let committed = wait_committed(&coordinator, at_end).await;
     for p in 0..4 {
         let bounds = topic.bounds(p).unwrap();
         assert_eq!(

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::storage::{KvOp, KvOptions, KvStore};
@@ -157,15 +158,32 @@ impl Message for Tick {
 pub struct GroupCoordinator {
     core: GroupCore,
     topic: Topic,
-    offsets: KvStore,
-    committed: BTreeMap<u32, u64>,
+    /// Shared with the blocking pool, where commits are written.
+    offsets: Arc<Mutex<Offsets>>,
     members: BTreeMap<MemberId, Recipient<Assignment>>,
     reset: StartAt,
     tick_every: Duration,
     timer: Option<TimerId>,
 }
 
+/// The offset store and what it holds, read back.
+#[derive(Debug)]
+struct Offsets {
+    store: KvStore,
+    committed: BTreeMap<u32, u64>,
+}
+
+/// Lock the offsets; their data stays consistent even if a writer
+/// panicked (the map is updated only after the store accepted the write).
+fn lock(m: &Mutex<Offsets>) -> MutexGuard<'_, Offsets> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl GroupCoordinator {
+    fn offsets(&self) -> MutexGuard<'_, Offsets> {
+        lock(&self.offsets)
+    }
+
     /// A coordinator of `group` on `topic`, loading committed offsets.
     /// Partitions with no committed offset start at the earliest record.
     ///
@@ -176,7 +194,7 @@ impl GroupCoordinator {
         std::fs::create_dir_all(&dir).map_err(|e| GroupError::Storage(e.to_string()))?;
         let path: PathBuf = dir.join(format!("{group}.offsets"));
         let offsets = KvStore::open(&path, KvOptions::default())?;
-        let committed = offsets
+        let committed: BTreeMap<u32, u64> = offsets
             .iter()
             .filter_map(|(k, v)| {
                 let p = u32::from_be_bytes(k.try_into().ok()?);
@@ -188,8 +206,10 @@ impl GroupCoordinator {
         Ok(Self {
             core: GroupCore::new(topic.partitions(), config),
             topic: topic.clone(),
-            offsets,
-            committed,
+            offsets: Arc::new(Mutex::new(Offsets {
+                store: offsets,
+                committed,
+            })),
             members: BTreeMap::new(),
             reset: StartAt::Earliest,
             tick_every,
@@ -206,10 +226,11 @@ impl GroupCoordinator {
 
     fn start_offset(&self, partition: u32) -> u64 {
         let bounds = self.topic.bounds(partition).ok();
-        match (self.committed.get(&partition), bounds) {
+        let committed = self.offsets().committed.get(&partition).copied();
+        match (committed, bounds) {
             // Retention may have deleted past the committed offset.
-            (Some(o), Some(b)) => (*o).clamp(b.earliest, b.next),
-            (Some(o), None) => *o,
+            (Some(o), Some(b)) => o.clamp(b.earliest, b.next),
+            (Some(o), None) => o,
             (None, _) => self.topic.resolve(partition, self.reset).unwrap_or(0),
         }
     }
@@ -338,18 +359,26 @@ impl Handler<CommitOffsets> for GroupCoordinator {
             .iter()
             .map(|(p, o)| (p.to_be_bytes(), o.to_le_bytes()))
             .collect();
-        let ops: Vec<KvOp<'_>> = keys.iter().map(|(k, v)| KvOp::Put(k, v)).collect();
-        self.offsets.apply(&ops)?;
-        for (p, o) in msg.offsets {
-            self.committed.insert(p, o);
-        }
-        Ok(())
+        let offsets = Arc::clone(&self.offsets);
+        // The write ends in an fdatasync: it runs on the blocking pool, not
+        // on a worker that also runs other actors. It finishes (and the
+        // committed map follows the file) even if this handler is dropped
+        // meanwhile, e.g. because a remote caller cancelled.
+        tokio::task::spawn_blocking(move || {
+            let mut offsets = lock(&offsets);
+            let ops: Vec<KvOp<'_>> = keys.iter().map(|(k, v)| KvOp::Put(k, v)).collect();
+            offsets.store.apply(&ops)?;
+            offsets.committed.extend(msg.offsets);
+            Ok(())
+        })
+        .await
+        .map_err(|e| GroupError::Storage(format!("the offset write did not finish: {e}")))?
     }
 }
 
 impl Handler<FetchOffsets> for GroupCoordinator {
     async fn handle(&mut self, _: FetchOffsets, _: &mut Context<Self>) -> BTreeMap<u32, u64> {
-        self.committed.clone()
+        self.offsets().committed.clone()
     }
 }
 
