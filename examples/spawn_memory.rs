@@ -37,7 +37,8 @@ use plexus::prelude::*;
 /// Page size assumed for `/proc/self/statm`.
 const PAGE: u64 = 4096;
 
-/// Actors that have run `started` (a static, so no per-actor bytes).
+/// Actors that have run `started`, or floor tasks that have begun waiting
+/// (a static, so no per-actor bytes).
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 struct Idle;
@@ -47,41 +48,43 @@ impl Actor for Idle {
     }
 }
 
-/// Tasks of the floor that have started waiting on their receiver.
-static WAITING: AtomicUsize = AtomicUsize::new(0);
-
 /// The floor: a tokio task per "actor", owning a flume bounded(1024)
 /// receiver, measured like the actors.
 async fn floor(n: usize) {
     let spawn_one = || {
         let (tx, rx) = flume::bounded::<u64>(1024);
         let task = tokio::spawn(async move {
-            WAITING.fetch_add(1, Ordering::Relaxed);
+            STARTED.fetch_add(1, Ordering::Relaxed);
             while rx.recv_async().await.is_ok() {}
         });
         (tx, task)
     };
     let warm: Vec<_> = (0..1000).map(|_| spawn_one()).collect();
+    wait_started(1000).await;
     for (tx, task) in warm {
         drop(tx);
         task.await.expect("a floor task panicked");
     }
+    let (tasks, per) = measure(n, spawn_one).await;
+    println!("bytes_per_task={} spawn_ns_per_task={}", per.0, per.1);
+    drop(tasks);
+}
+
+/// Spawn `n` with `spawn_one` after a warm-up of 1,000 (already started),
+/// wait until all have started and parked, and return them with the
+/// resident-set growth and the spawn time, each per spawned one.
+async fn measure<T>(n: usize, spawn_one: impl FnMut() -> T) -> (Vec<T>, (u64, u64)) {
     let before = rss();
     let start = Instant::now();
-    let tasks: Vec<_> = (0..n).map(|_| spawn_one()).collect();
+    let spawned: Vec<T> = std::iter::repeat_with(spawn_one).take(n).collect();
     let spawn_time = start.elapsed();
-    while WAITING.load(Ordering::Relaxed) < 1000 + n {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // Measure live ones parked on their mailboxes, not queued tasks.
+    wait_started(1000 + n).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let after = rss();
     let per = |total: u64| total / (n.max(1) as u64);
-    println!(
-        "bytes_per_task={} spawn_ns_per_task={}",
-        per(after.saturating_sub(before)),
-        per(u64::try_from(spawn_time.as_nanos()).unwrap_or(u64::MAX)),
-    );
-    drop(tasks);
+    let ns = u64::try_from(spawn_time.as_nanos()).unwrap_or(u64::MAX);
+    (spawned, (per(after.saturating_sub(before)), per(ns)))
 }
 
 /// Resident set size in bytes.
@@ -119,21 +122,8 @@ async fn main() {
         a.terminated().await;
     }
 
-    let before = rss();
-    let start = Instant::now();
-    let actors: Vec<ActorRef<Idle>> = (0..n).map(|_| node.spawn(Idle)).collect();
-    let spawn_time = start.elapsed();
-    // Measure live actors parked on their mailboxes, not queued tasks.
-    wait_started(1000 + n).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let after = rss();
-
-    let per = |total: u64| total / (n.max(1) as u64);
-    println!(
-        "bytes_per_actor={} spawn_ns_per_actor={}",
-        per(after.saturating_sub(before)),
-        per(u64::try_from(spawn_time.as_nanos()).unwrap_or(u64::MAX)),
-    );
+    let (actors, per) = measure(n, || node.spawn(Idle)).await;
+    println!("bytes_per_actor={} spawn_ns_per_actor={}", per.0, per.1);
     drop(actors);
     node.shutdown(Duration::from_secs(10)).await;
 }
