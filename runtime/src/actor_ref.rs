@@ -433,7 +433,7 @@ pub struct AskFuture<'a, A: Actor, R> {
     node: &'a crate::node::NodeInner,
     /// Registration with the node's deadline reaper, made only if the reply
     /// is not there on the first poll.
-    timer: Option<crate::deadline::Key>,
+    timer: Option<crate::deadline::Registration>,
 }
 
 // Nothing in an `AskFuture` is ever pinned in place (the timer is boxed), so
@@ -453,24 +453,31 @@ impl<A: Actor, R> AskFuture<'_, A, R> {
     /// `Ready` once the deadline has passed; otherwise make sure the
     /// node's reaper wakes this task then.
     fn poll_deadline(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let Some(key) = self.timer else {
+        let deadlines = &self.node.deadlines;
+        let Some(reg) = &mut self.timer else {
             // First time pending: the budget was checked non-zero when the
-            // ask was made, so register without reading the clock again
-            // (clock reads are a visible share of an ask's cost).
-            self.timer = Some(self.node.deadlines.register(self.deadline, cx.waker()));
+            // ask was made, so arm without reading the clock again (clock
+            // reads are a visible share of an ask's cost). Usually this takes
+            // over the previous ask's entry, without a lock.
+            self.timer = Some(deadlines.arm(self.deadline, cx.waker()));
             return Poll::Pending;
         };
         if self.node.clock.now() >= self.deadline {
-            self.disarm();
+            if let Some(reg) = self.timer.take() {
+                deadlines.remove_registration(reg);
+            }
             return Poll::Ready(());
         }
-        self.node.deadlines.refresh(key, cx.waker());
+        // Woken early (by a spare taken over, or by chance): stay armed.
+        if !deadlines.refresh_registration(reg, cx.waker()) {
+            *reg = deadlines.arm(self.deadline, cx.waker());
+        }
         Poll::Pending
     }
 
     fn disarm(&mut self) {
-        if let Some(key) = self.timer.take() {
-            self.node.deadlines.remove(key);
+        if let Some(reg) = self.timer.take() {
+            crate::deadline::Deadlines::release(&self.node.deadlines, reg);
         }
     }
 }

@@ -96,6 +96,7 @@ impl<T> Inbox<T> {
     }
 
     /// Enqueue `msg` if there is room and the inbox is open.
+    #[inline]
     pub(crate) fn try_push(&self, msg: T) -> Result<(), Refused<T>> {
         let mut st = lock(&self.state);
         let receiver = self.push_locked(&mut st, msg)?;

@@ -84,6 +84,7 @@ pub(crate) struct Dropped;
 impl<R> Future for ReplyReceiver<R> {
     type Output = Result<R, Dropped>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut st = lock(&self.0.state);
         if let Some(v) = st.value.take() {

@@ -240,7 +240,14 @@ impl<A: Actor> ActorCell<A> {
         }
         if let Some(env) = self.shared.inbox.try_pop(&mut self.batch) {
             self.yielded = false;
-            self.since_wait = self.since_wait.saturating_add(1);
+            // Only tells make a stream worth a yield: an asker waits for
+            // the reply before it sends again, so yielding after answering
+            // would not let it refill the mailbox, and would cost a
+            // scheduling round per ask whenever asker and actor run on two
+            // workers at once.
+            if !env.is_ask() {
+                self.since_wait = self.since_wait.saturating_add(1);
+            }
             return Next::Envelope(env);
         }
         if let Some(reason) = &self.draining {

@@ -131,6 +131,46 @@ async fn an_ask_whose_deadline_passes_in_the_queue_is_not_handled() {
     assert_eq!(a.metrics().expired, 1);
 }
 
+/// A task's finished ask leaves its deadline entry for the task's next ask,
+/// which is then woken at the earlier deadline: it must re-arm for its own,
+/// neither timing out early nor missing its deadline.
+#[tokio::test]
+async fn an_ask_after_a_quick_one_times_out_at_its_own_deadline() {
+    let clock = ManualClock::new();
+    let node = Node::builder().clock(clock.clone()).build();
+    let (g, gate, started) = gated();
+    let a = node.spawn(g);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asker = {
+        let (a, done) = (a.clone(), done.clone());
+        tokio::spawn(async move {
+            let quick = a.ask(Seen).timeout(Duration::from_secs(1)).await;
+            assert_eq!(quick.unwrap(), Vec::<u64>::new());
+            let slow = a.ask(Work(1)).timeout(Duration::from_secs(3)).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            slow
+        })
+    };
+    started.recv_async().await.unwrap();
+    // The quick ask's entry fires: the slow ask is woken early and re-arms.
+    clock.advance(Duration::from_secs(1));
+    for _ in 0..16 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "timed out early"
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        asker.await.unwrap().unwrap_err(),
+        AskError::Timeout {
+            after: Duration::from_secs(3)
+        }
+    );
+    gate.add_permits(1);
+}
+
 #[tokio::test]
 async fn tell_after_stop_is_closed_with_the_message_and_queued_work_is_handled() {
     let node = Node::builder().build();
