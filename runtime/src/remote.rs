@@ -401,7 +401,8 @@ pub trait FrameSender: Send + Sync + 'static {
     /// [`LinkError::Full`] or [`LinkError::Closed`].
     fn try_send(&self, frame: Bytes) -> Result<(), LinkError>;
 
-    /// Close the link; the peer's receiver ends.
+    /// Close the link: this side's sends fail with [`LinkError::Closed`]
+    /// from now on, and the peer's receiver ends.
     fn close(&self);
 }
 
