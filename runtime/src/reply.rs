@@ -8,14 +8,22 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use crate::cell::lock;
 
 struct Slot<R> {
     state: Mutex<State<R>>,
+    /// Instead of a receiver: where the reply (`None`: dropped unsent) is
+    /// handed, from wherever it is produced. Only its one owner, the
+    /// sender, touches it (through `get_mut`, no locking).
+    then: Mutex<Option<Then<R>>>,
 }
+
+/// Takes a reply where it is produced, instead of a waiting receiver;
+/// `None` if the request was dropped unanswered.
+pub(crate) type Then<R> = Box<dyn FnOnce(Option<R>) + Send>;
 
 struct State<R> {
     value: Option<R>,
@@ -32,8 +40,21 @@ pub(crate) fn channel<R>() -> (ReplySender<R>, ReplyReceiver<R>) {
             done: false,
             waker: None,
         }),
+        then: Mutex::new(None),
     });
     (ReplySender(Some(Arc::clone(&slot))), ReplyReceiver(slot))
+}
+
+/// A sender whose reply goes to `then` (no receiver, nothing to wake).
+pub(crate) fn then<R>(then: Then<R>) -> ReplySender<R> {
+    ReplySender(Some(Arc::new(Slot {
+        state: Mutex::new(State {
+            value: None,
+            done: false,
+            waker: None,
+        }),
+        then: Mutex::new(Some(then)),
+    })))
 }
 
 /// The actor's half. Dropping it unsent tells the asker the request was
@@ -45,7 +66,7 @@ impl<R> ReplySender<R> {
     /// dropped here.
     pub(crate) fn send(mut self, value: R) {
         if let Some(slot) = self.0.take() {
-            finish(&slot, Some(value));
+            finish(slot, Some(value));
         }
     }
 }
@@ -53,14 +74,18 @@ impl<R> ReplySender<R> {
 impl<R> Drop for ReplySender<R> {
     fn drop(&mut self) {
         if let Some(slot) = self.0.take() {
-            finish(&slot, None);
+            finish(slot, None);
         }
     }
 }
 
-fn finish<R>(slot: &Arc<Slot<R>>, value: Option<R>) {
-    if Arc::strong_count(slot) == 1 {
-        // The receiver is gone: nobody to tell.
+fn finish<R>(mut slot: Arc<Slot<R>>, value: Option<R>) {
+    if let Some(only) = Arc::get_mut(&mut slot) {
+        // No receiver: a `then` slot, or the asker is gone.
+        let then = only.then.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(then) = then.take() {
+            then(value);
+        }
         return;
     }
     let waker = {
@@ -117,6 +142,18 @@ mod tests {
         let (tx, mut rx) = channel();
         tx.send(8);
         assert!(matches!(poll(&mut rx), Poll::Ready(Ok(8))));
+    }
+
+    #[test]
+    fn a_then_slot_is_handed_the_reply_or_the_drop() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = |seen: &Arc<Mutex<Vec<Option<u8>>>>| {
+            let seen = Arc::clone(seen);
+            then(Box::new(move |v| seen.lock().unwrap().push(v)))
+        };
+        record(&seen).send(7);
+        drop(record(&seen));
+        assert_eq!(*seen.lock().unwrap(), [Some(7), None]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use plexus_runtime::{AskError, BoxFuture};
 use tokio::sync::{Notify, Semaphore};
 
 use super::RemoteInner;
-use super::inbound::{AskTarget, TellJob, TellTarget};
+use super::inbound::{AskTarget, Serve, TellJob, TellTarget};
 use super::stream::{self, Feed, STREAM_WINDOW, stream_error};
 
 /// Tells one sender may have queued at one target before the receiver
@@ -928,34 +928,40 @@ impl Session {
                 .scope(corr, env.deadline, env.traceparent, remote)
                 .cancel(cancel.clone())
                 .share();
-            let fut = to.ask(env.payload, scope, self, corr)?;
-            Ok::<_, WireError>((fut, cancel))
+            // Fields are evaluated only when the span is enabled.
+            let span = tracing::debug_span!(
+                "rpc.serve",
+                peer = %self.peer,
+                correlation = corr,
+                trace_id = env.traceparent.map(|t| hex(&t.trace_id())).unwrap_or_default(),
+            );
+            // Registered first: the actor may answer before `ask` returns.
+            lock(&self.inbound).insert(
+                corr,
+                InboundCall {
+                    cancel: cancel.clone(),
+                },
+            );
+            match to.ask(env.payload, scope, self, corr, &span) {
+                Ok(serve) => Ok((serve, cancel, span)),
+                Err(e) => {
+                    lock(&self.inbound).remove(&corr);
+                    Err(e)
+                }
+            }
         })();
-        let (fut, cancel) = match started {
-            Ok(x) => x,
+        match started {
+            Ok((Serve::Replying, _, _)) => None,
+            Ok((Serve::Polled(fut), cancel, span)) => Some(Serving {
+                cancel,
+                fut: tracing::Instrument::instrument(fut, span),
+            }),
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote ask refused");
                 self.send_error(corr, &e);
-                return None;
+                None
             }
-        };
-        // Fields are evaluated only when the span is enabled.
-        let span = tracing::debug_span!(
-            "rpc.serve",
-            peer = %self.peer,
-            correlation = corr,
-            trace_id = env.traceparent.map(|t| hex(&t.trace_id())).unwrap_or_default(),
-        );
-        lock(&self.inbound).insert(
-            corr,
-            InboundCall {
-                cancel: cancel.clone(),
-            },
-        );
-        Some(Serving {
-            cancel,
-            fut: tracing::Instrument::instrument(fut, span),
-        })
+        }
     }
 
     /// Send `frame`: now if the link has room (no future), else waiting.
@@ -964,6 +970,20 @@ impl Session {
             Err(LinkError::Full { .. }) => self.tx.send(frame).await,
             sent => sent,
         }
+    }
+
+    /// Send the answer to our peer's unary ask `corr` (its reply frame, or
+    /// its error), unless the caller cancelled meanwhile. Called from
+    /// wherever the answer was produced.
+    pub(crate) fn answer(&self, corr: u64, frame: Result<Bytes, WireError>) {
+        if lock(&self.inbound).remove(&corr).is_none() {
+            return; // cancelled meanwhile
+        }
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => encode(&Envelope::error(corr, &e)),
+        };
+        self.send_soon(frame);
     }
 
     /// Serve our peer's unary ask `corr`: send its reply frame, or its
