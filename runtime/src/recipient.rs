@@ -97,7 +97,8 @@ where
     /// The reply goes to `then` from the actor's task as the handler
     /// returns. The deadline is the current call's (or the node's ask
     /// timeout); the actor does not handle the request once it has passed.
-    /// A full mailbox is waited on by a task.
+    /// A full mailbox is waited on by a task; a stopped actor answers
+    /// `AskError::Stopped` at once.
     fn ask_then(&self, msg: M, then: ReplyFn<M::Reply>) -> Result<(), (M, ReplyFn<M::Reply>)> {
         let shared = &self.shared;
         let node = &shared.core.node;
@@ -125,8 +126,9 @@ where
                     let _ = to.shared.inbox.push(env).await;
                 });
             }
-            // Dropped here: `then` is told the request went unanswered.
-            Err(crate::inbox::Refused::Closed(_)) => {}
+            Err(crate::inbox::Refused::Closed(mut env)) => {
+                env.reject(crate::envelope::Reject::Stopped, shared.core.id);
+            }
         }
         Ok(())
     }
@@ -318,5 +320,73 @@ impl<'a, M: Message> IntoFuture for RecipientAsk<'a, M> {
 
     fn into_future(self) -> Self::IntoFuture {
         self.sink.ask(self.msg, self.timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::{Semaphore, oneshot};
+
+    use crate::prelude::*;
+
+    use super::ReplyFn;
+
+    struct Gate(Arc<Semaphore>);
+    impl Actor for Gate {}
+    struct Wait(u32);
+    impl Message for Wait {
+        type Reply = u32;
+    }
+    impl Handler<Wait> for Gate {
+        async fn handle(&mut self, Wait(n): Wait, _: &mut Context<Self>) -> u32 {
+            if let Ok(p) = self.0.acquire().await {
+                p.forget();
+            }
+            n
+        }
+    }
+
+    type Outcome = Option<Result<u32, AskError>>;
+
+    fn then() -> (ReplyFn<u32>, oneshot::Receiver<Outcome>) {
+        let (tx, rx) = oneshot::channel();
+        let f: ReplyFn<u32> = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        (f, rx)
+    }
+
+    /// Behind a full mailbox the request waits for room (it is not
+    /// refused), and every reply reaches its `then`; a stopped actor
+    /// answers `Stopped` at once.
+    #[tokio::test(flavor = "current_thread")]
+    async fn ask_then_waits_for_room_and_reports_a_stopped_actor() {
+        let node = Node::builder().build();
+        let open = Arc::new(Semaphore::new(0));
+        let gate = node
+            .spawn_with(SpawnOptions::new().capacity(1), Gate(Arc::clone(&open)))
+            .unwrap();
+        let to: Recipient<Wait> = gate.recipient();
+        let mut replies = Vec::new();
+        for n in 0..4 {
+            let (f, rx) = then();
+            assert!(to.ask_then(Wait(n), f).is_ok());
+            replies.push(rx);
+        }
+        assert_eq!(gate.mailbox_len(), 1, "the others wait for room");
+        // Three asks found the mailbox full (the actor had not run yet):
+        // once the handlers may finish, every reply still arrives.
+        open.add_permits(4);
+        for (n, rx) in (0..).zip(replies) {
+            assert!(matches!(rx.await, Ok(Some(Ok(m))) if m == n));
+        }
+        gate.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(5), gate.terminated()).await;
+        let (f, rx) = then();
+        assert!(to.ask_then(Wait(9), f).is_ok());
+        assert!(matches!(rx.await, Ok(Some(Err(AskError::Stopped { .. })))));
     }
 }
