@@ -592,9 +592,12 @@ impl Session {
     /// The reader loop: runs until the link closes, then fails what is
     /// pending with `PeerUnavailable`.
     ///
-    /// Inbound asks are served inside this task (no task per request): the
-    /// ask is put in the local mailbox while the frame is handled, and the
-    /// answer is sent when the loop next polls it. Credit for tells the
+    /// Inbound asks need no task per request: the ask is put in the local
+    /// mailbox while the frame is handled, and a local actor sends the
+    /// reply frame from its own task as its handler returns
+    /// ([`Recipient::ask_then`](plexus_runtime::Recipient::ask_then));
+    /// streams, and asks to other kinds of recipient, are futures this
+    /// loop polls, which send their answers. Credit for tells the
     /// reader delivered itself is granted when the link has nothing more
     /// to read (or half a window is owed).
     pub(crate) async fn run(
