@@ -4,7 +4,8 @@
 //! `tokio::sync::oneshot` it does less per ask (no sender-side close
 //! notification, no atomic state machine with separate waker cells): the
 //! asker needs only "here is the reply" or "the envelope was dropped
-//! unanswered".
+//! unanswered". A slot made by [`then`] has no asker: the reply goes to a
+//! callback where it is produced (`Recipient::ask_then`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,10 +16,6 @@ use crate::cell::lock;
 
 struct Slot<R> {
     state: Mutex<State<R>>,
-    /// Instead of a receiver: where the reply (`None`: dropped unsent) is
-    /// handed, from wherever it is produced. Only its one owner, the
-    /// sender, touches it (through `get_mut`, no locking).
-    then: Mutex<Option<Then<R>>>,
 }
 
 /// Takes a reply where it is produced, instead of a waiting receiver;
@@ -30,6 +27,10 @@ struct State<R> {
     /// The sending half is gone (sent or dropped).
     done: bool,
     waker: Option<Waker>,
+    /// Instead of a receiver: where the reply (`None`: dropped unsent) is
+    /// handed, from wherever it is produced. Only its one owner, the
+    /// sender, touches it (through `get_mut`, no locking).
+    then: Option<Then<R>>,
 }
 
 /// A reply slot's two halves.
@@ -39,8 +40,8 @@ pub(crate) fn channel<R>() -> (ReplySender<R>, ReplyReceiver<R>) {
             value: None,
             done: false,
             waker: None,
+            then: None,
         }),
-        then: Mutex::new(None),
     });
     (ReplySender(Some(Arc::clone(&slot))), ReplyReceiver(slot))
 }
@@ -52,8 +53,8 @@ pub(crate) fn then<R>(then: Then<R>) -> ReplySender<R> {
             value: None,
             done: false,
             waker: None,
+            then: Some(then),
         }),
-        then: Mutex::new(Some(then)),
     })))
 }
 
@@ -80,11 +81,15 @@ impl<R> Drop for ReplySender<R> {
 }
 
 fn finish<R>(mut slot: Arc<Slot<R>>, value: Option<R>) {
-    if let Some(only) = Arc::get_mut(&mut slot) {
-        // No receiver: a `then` slot, or the asker is gone.
-        let then = only.then.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(then) = then.take() {
-            then(value);
+    if Arc::strong_count(&slot) == 1 {
+        // No receiver: a `then` slot, or the asker is gone. (The count is
+        // read first: `get_mut` costs an atomic exchange, which a reply to
+        // a waiting asker should not pay.)
+        if let Some(only) = Arc::get_mut(&mut slot) {
+            let st = only.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+            if let Some(then) = st.then.take() {
+                then(value);
+            }
         }
         return;
     }
