@@ -98,7 +98,7 @@ pub use actor_ref::{ActorRef, AskFuture, AskRequest};
 pub use context::Context;
 pub use error::{AskError, ExposeError, LookupError, SendError, SpawnError, TrySendError};
 pub use node::{Node, NodeBuilder, ShutdownReport};
-pub use recipient::{BoxFuture, MessageSink, Recipient, RecipientAsk};
+pub use recipient::{BoxFuture, MessageSink, Recipient, RecipientAsk, ReplyFn};
 pub use registry::Registry;
 pub use spawn::{Mailbox, SpawnOptions};
 pub use stream::{Duplex, DuplexMessage, ReplyStream, StreamSender};

@@ -19,6 +19,11 @@ use crate::error::{AskError, SendError, TrySendError};
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Where [`Recipient::ask_then`] hands an ask's outcome: `Some` with the
+/// reply or the error, `None` if the request was dropped unanswered (the
+/// actor's task ended, or the remote caller cancelled it).
+pub type ReplyFn<R> = Box<dyn FnOnce(Option<Result<R, AskError>>) + Send>;
+
 /// What a [`Recipient<M>`] can stand for. Implement it to make a new kind of
 /// endpoint (a remote proxy, a socket session) usable wherever a recipient is.
 pub trait MessageSink<M: Message>: Send + Sync + 'static {
@@ -46,6 +51,18 @@ pub trait MessageSink<M: Message>: Send + Sync + 'static {
     /// Send and await the reply within `timeout` (or the endpoint's default);
     /// see [`ActorRef::ask`].
     fn ask(&self, msg: M, timeout: Option<Duration>) -> BoxFuture<'_, Result<M::Reply, AskError>>;
+
+    /// Ask without a future: the outcome goes to `then` from wherever it
+    /// is produced; see [`Recipient::ask_then`]. The default hands both
+    /// back (`Err`), for the caller to [`ask`](Self::ask) instead.
+    ///
+    /// # Errors
+    ///
+    /// The message and `then`, untouched, if this endpoint cannot.
+    #[allow(clippy::type_complexity)]
+    fn ask_then(&self, msg: M, then: ReplyFn<M::Reply>) -> Result<(), (M, ReplyFn<M::Reply>)> {
+        Err((msg, then))
+    }
 
     /// A short description for logs and `Debug` (e.g. `inventory#3`).
     fn describe(&self) -> String;
@@ -75,6 +92,45 @@ where
             Some(t) => Box::pin(req.timeout(t).into_future()),
             None => Box::pin(req.into_future()),
         }
+    }
+
+    /// The reply goes to `then` from the actor's task as the handler
+    /// returns. The deadline is the current call's (or the node's ask
+    /// timeout); the actor does not handle the request once it has passed.
+    /// A full mailbox is waited on by a task; a stopped actor answers
+    /// `AskError::Stopped` at once.
+    fn ask_then(&self, msg: M, then: ReplyFn<M::Reply>) -> Result<(), (M, ReplyFn<M::Reply>)> {
+        let shared = &self.shared;
+        let node = &shared.core.node;
+        let cur = crate::trace::current();
+        let own = node.clock.now() + node.ask_timeout;
+        let deadline = cur
+            .as_ref()
+            .and_then(|c| c.deadline)
+            .map_or(own, |inherited| own.min(inherited));
+        let meta = match &cur {
+            Some(c) => c.child(Some(deadline)),
+            None => crate::trace::Meta {
+                deadline: Some(deadline),
+                ..crate::trace::Meta::plain(node.next_correlation())
+            },
+        };
+        let env: crate::envelope::BoxEnvelope<A> =
+            crate::envelope::Ask::boxed(msg, meta, crate::reply::then(then));
+        match shared.inbox.try_push(env) {
+            Ok(()) => {}
+            Err(crate::inbox::Refused::Full(env)) => {
+                let to = self.clone();
+                // Closed meanwhile: the envelope is dropped, `then` told.
+                node.handle.spawn(async move {
+                    let _ = to.shared.inbox.push(env).await;
+                });
+            }
+            Err(crate::inbox::Refused::Closed(mut env)) => {
+                env.reject(crate::envelope::Reject::Stopped, shared.core.id);
+            }
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -180,6 +236,47 @@ impl<M: Message> Recipient<M> {
             timeout: None,
         }
     }
+
+    /// Ask without a future to poll: the outcome goes to `then` from
+    /// wherever it is produced (for a local actor: its task, as the
+    /// handler returns), so a server answering many asks needs no task or
+    /// future per ask. The deadline is the current call's (see
+    /// [`CallScope`](crate::remote::CallScope)), else the node's ask
+    /// timeout; a request whose deadline passes while queued is not
+    /// handled (`then` gets `AskError::Timeout`). `then` runs exactly
+    /// once, possibly before this returns; it must not block.
+    ///
+    /// # Errors
+    ///
+    /// The message and `then`, untouched, if the endpoint cannot (a remote
+    /// or custom [`MessageSink`]): use [`ask`](Self::ask).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use plexus_runtime::prelude::*;
+    /// # struct Echo;
+    /// # impl Actor for Echo {}
+    /// # struct Ping(u32);
+    /// # impl Message for Ping { type Reply = u32; }
+    /// # impl Handler<Ping> for Echo {
+    /// #     async fn handle(&mut self, Ping(n): Ping, _: &mut Context<Self>) -> u32 { n }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let node = Node::builder().build();
+    /// let echo: Recipient<Ping> = node.spawn(Echo).recipient();
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// let sent = echo.ask_then(Ping(7), Box::new(move |outcome| {
+    ///     let _ = tx.send(outcome);
+    /// }));
+    /// assert!(sent.is_ok());
+    /// assert!(matches!(rx.await, Ok(Some(Ok(7)))));
+    /// # }
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn ask_then(&self, msg: M, then: ReplyFn<M::Reply>) -> Result<(), (M, ReplyFn<M::Reply>)> {
+        self.sink.ask_then(msg, then)
+    }
 }
 
 impl<A, M> From<ActorRef<A>> for Recipient<M>
@@ -223,5 +320,73 @@ impl<'a, M: Message> IntoFuture for RecipientAsk<'a, M> {
 
     fn into_future(self) -> Self::IntoFuture {
         self.sink.ask(self.msg, self.timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::{Semaphore, oneshot};
+
+    use crate::prelude::*;
+
+    use super::ReplyFn;
+
+    struct Gate(Arc<Semaphore>);
+    impl Actor for Gate {}
+    struct Wait(u32);
+    impl Message for Wait {
+        type Reply = u32;
+    }
+    impl Handler<Wait> for Gate {
+        async fn handle(&mut self, Wait(n): Wait, _: &mut Context<Self>) -> u32 {
+            if let Ok(p) = self.0.acquire().await {
+                p.forget();
+            }
+            n
+        }
+    }
+
+    type Outcome = Option<Result<u32, AskError>>;
+
+    fn then() -> (ReplyFn<u32>, oneshot::Receiver<Outcome>) {
+        let (tx, rx) = oneshot::channel();
+        let f: ReplyFn<u32> = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        (f, rx)
+    }
+
+    /// Behind a full mailbox the request waits for room (it is not
+    /// refused), and every reply reaches its `then`; a stopped actor
+    /// answers `Stopped` at once.
+    #[tokio::test(flavor = "current_thread")]
+    async fn ask_then_waits_for_room_and_reports_a_stopped_actor() {
+        let node = Node::builder().build();
+        let open = Arc::new(Semaphore::new(0));
+        let gate = node
+            .spawn_with(SpawnOptions::new().capacity(1), Gate(Arc::clone(&open)))
+            .unwrap();
+        let to: Recipient<Wait> = gate.recipient();
+        let mut replies = Vec::new();
+        for n in 0..4 {
+            let (f, rx) = then();
+            assert!(to.ask_then(Wait(n), f).is_ok());
+            replies.push(rx);
+        }
+        assert_eq!(gate.mailbox_len(), 1, "the others wait for room");
+        // Three asks found the mailbox full (the actor had not run yet):
+        // once the handlers may finish, every reply still arrives.
+        open.add_permits(4);
+        for (n, rx) in (0..).zip(replies) {
+            assert!(matches!(rx.await, Ok(Some(Ok(m))) if m == n));
+        }
+        gate.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(5), gate.terminated()).await;
+        let (f, rx) = then();
+        assert!(to.ask_then(Wait(9), f).is_ok());
+        assert!(matches!(rx.await, Ok(Some(Err(AskError::Stopped { .. })))));
     }
 }

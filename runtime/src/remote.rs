@@ -48,7 +48,15 @@ pub struct CancelToken(Arc<CancelInner>);
 #[derive(Default)]
 struct CancelInner {
     fired: AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    /// The handler's waker, then the serving code's ([`CancelToken::poll_served`]).
+    wakers: Mutex<[Option<Waker>; 2]>,
+}
+
+/// Which of a token's two waiters polls it.
+#[derive(Clone, Copy)]
+enum Waiter {
+    Handler = 0,
+    Server = 1,
 }
 
 impl fmt::Debug for CancelToken {
@@ -65,14 +73,18 @@ impl CancelToken {
         Self::default()
     }
 
-    /// Fire the token (idempotent) and wake the handler waiting on it.
+    /// Fire the token (idempotent) and wake the handler and the serving
+    /// code waiting on it.
     pub fn cancel(&self) {
         self.0.fired.store(true, Ordering::Release);
-        let waker = match self.0.waker.lock() {
-            Ok(mut w) => w.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
+        let wakers = {
+            let mut slots = match self.0.wakers.lock() {
+                Ok(w) => w,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            slots.each_mut().map(Option::take)
         };
-        if let Some(w) = waker {
+        for w in wakers.into_iter().flatten() {
             w.wake();
         }
     }
@@ -82,20 +94,46 @@ impl CancelToken {
         self.0.fired.load(Ordering::Acquire)
     }
 
-    /// `Ready` once fired; otherwise remembers the waker.
+    /// `Ready` once fired; otherwise remembers the handler's waker.
     pub(crate) fn poll_cancelled(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        self.poll_as(Waiter::Handler, cx)
+    }
+
+    /// `Ready` once fired; otherwise the task of `cx` is woken when it
+    /// fires. For the code serving the remote call (a transport's task
+    /// that waits for the handler's reply): the handler waits on the token
+    /// separately, and `cancel` wakes both, so one token is all a served
+    /// call needs to be dropped on both sides.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use plexus_runtime::remote::CancelToken;
+    /// # use std::task::{Context, Waker};
+    /// let token = CancelToken::new();
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(token.poll_served(&mut cx).is_pending());
+    /// token.cancel();
+    /// assert!(token.poll_served(&mut cx).is_ready());
+    /// ```
+    pub fn poll_served(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        self.poll_as(Waiter::Server, cx)
+    }
+
+    fn poll_as(&self, who: Waiter, cx: &mut TaskContext<'_>) -> Poll<()> {
         if self.is_cancelled() {
             return Poll::Ready(());
         }
-        let mut slot = match self.0.waker.lock() {
+        let mut slots = match self.0.wakers.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let slot = &mut slots[who as usize];
         match slot.as_ref() {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => *slot = Some(cx.waker().clone()),
         }
-        drop(slot);
+        drop(slots);
         if self.is_cancelled() {
             Poll::Ready(())
         } else {

@@ -4,11 +4,12 @@
 //! `tokio::sync::oneshot` it does less per ask (no sender-side close
 //! notification, no atomic state machine with separate waker cells): the
 //! asker needs only "here is the reply" or "the envelope was dropped
-//! unanswered".
+//! unanswered". A slot made by [`then`] has no asker: the reply goes to a
+//! callback where it is produced (`Recipient::ask_then`).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use crate::cell::lock;
@@ -17,11 +18,19 @@ struct Slot<R> {
     state: Mutex<State<R>>,
 }
 
+/// Takes a reply where it is produced, instead of a waiting receiver;
+/// `None` if the request was dropped unanswered.
+pub(crate) type Then<R> = Box<dyn FnOnce(Option<R>) + Send>;
+
 struct State<R> {
     value: Option<R>,
     /// The sending half is gone (sent or dropped).
     done: bool,
     waker: Option<Waker>,
+    /// Instead of a receiver: where the reply (`None`: dropped unsent) is
+    /// handed, from wherever it is produced. Only its one owner, the
+    /// sender, touches it (through `get_mut`, no locking).
+    then: Option<Then<R>>,
 }
 
 /// A reply slot's two halves.
@@ -31,9 +40,22 @@ pub(crate) fn channel<R>() -> (ReplySender<R>, ReplyReceiver<R>) {
             value: None,
             done: false,
             waker: None,
+            then: None,
         }),
     });
     (ReplySender(Some(Arc::clone(&slot))), ReplyReceiver(slot))
+}
+
+/// A sender whose reply goes to `then` (no receiver, nothing to wake).
+pub(crate) fn then<R>(then: Then<R>) -> ReplySender<R> {
+    ReplySender(Some(Arc::new(Slot {
+        state: Mutex::new(State {
+            value: None,
+            done: false,
+            waker: None,
+            then: Some(then),
+        }),
+    })))
 }
 
 /// The actor's half. Dropping it unsent tells the asker the request was
@@ -45,7 +67,7 @@ impl<R> ReplySender<R> {
     /// dropped here.
     pub(crate) fn send(mut self, value: R) {
         if let Some(slot) = self.0.take() {
-            finish(&slot, Some(value));
+            finish(slot, Some(value));
         }
     }
 }
@@ -53,14 +75,22 @@ impl<R> ReplySender<R> {
 impl<R> Drop for ReplySender<R> {
     fn drop(&mut self) {
         if let Some(slot) = self.0.take() {
-            finish(&slot, None);
+            finish(slot, None);
         }
     }
 }
 
-fn finish<R>(slot: &Arc<Slot<R>>, value: Option<R>) {
-    if Arc::strong_count(slot) == 1 {
-        // The receiver is gone: nobody to tell.
+fn finish<R>(mut slot: Arc<Slot<R>>, value: Option<R>) {
+    if Arc::strong_count(&slot) == 1 {
+        // No receiver: a `then` slot, or the asker is gone. (The count is
+        // read first: `get_mut` costs an atomic exchange, which a reply to
+        // a waiting asker should not pay.)
+        if let Some(only) = Arc::get_mut(&mut slot) {
+            let st = only.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+            if let Some(then) = st.then.take() {
+                then(value);
+            }
+        }
         return;
     }
     let waker = {
@@ -118,6 +148,18 @@ mod tests {
         let (tx, mut rx) = channel();
         tx.send(8);
         assert!(matches!(poll(&mut rx), Poll::Ready(Ok(8))));
+    }
+
+    #[test]
+    fn a_then_slot_is_handed_the_reply_or_the_drop() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = |seen: &Arc<Mutex<Vec<Option<u8>>>>| {
+            let seen = Arc::clone(seen);
+            then(Box::new(move |v| seen.lock().unwrap().push(v)))
+        };
+        record(&seen).send(7);
+        drop(record(&seen));
+        assert_eq!(*seen.lock().unwrap(), [Some(7), None]);
     }
 
     #[test]

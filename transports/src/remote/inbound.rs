@@ -15,7 +15,7 @@ use plexus_codecs::{
 };
 use plexus_runtime::remote::SharedScope;
 use plexus_runtime::stream::{Duplex, ReplyStream};
-use plexus_runtime::{AskError, BoxFuture, Message, Node, Recipient, TrySendError};
+use plexus_runtime::{AskError, BoxFuture, Message, Node, Recipient, ReplyFn, TrySendError};
 use serde::Serialize;
 
 use super::session::{Session, build_frame};
@@ -27,6 +27,15 @@ pub(crate) type TellJob = BoxFuture<'static, ()>;
 /// Serves one inbound ask: sends its answer (for a stream: every item,
 /// under credit) on the session.
 type ServeFuture = BoxFuture<'static, ()>;
+
+/// How an inbound ask is being served.
+pub(crate) enum Serve {
+    /// The actor answers it from its own task as the handler returns
+    /// (the reply frame is sent from there): nothing to poll.
+    Replying,
+    /// This future answers it; the session's reader polls it.
+    Polled(ServeFuture),
+}
 
 /// What the receiving node can do with a decoded message of one type.
 pub(crate) trait Inbound: Send + Sync + 'static {
@@ -44,14 +53,17 @@ pub(crate) trait Inbound: Send + Sync + 'static {
 /// lookups.
 pub(crate) trait AskTarget: Send + 'static {
     /// Decode `payload` and start the ask for the peer's call `corr` on
-    /// `session`; the future answers with the encoded reply or reply stream.
+    /// `session` (already registered as served, so an answer produced at
+    /// once finds it); it is answered with the encoded reply or reply
+    /// stream, in `span`.
     fn ask(
         &self,
         payload: &[u8],
         scope: SharedScope,
         session: &Arc<Session>,
         corr: u64,
-    ) -> Result<ServeFuture, WireError>;
+        span: &tracing::Span,
+    ) -> Result<Serve, WireError>;
 }
 
 /// A tell target resolved once per tell channel (and message type): it
@@ -112,25 +124,49 @@ impl<M: RemoteMessage> AskTarget for UnaryAsk<M> {
         scope: SharedScope,
         session: &Arc<Session>,
         corr: u64,
-    ) -> Result<ServeFuture, WireError> {
+        span: &tracing::Span,
+    ) -> Result<Serve, WireError> {
         let msg: M = session.agreed.decode_with.decode(payload)?;
-        let ask = scoped_ask(self.0.clone(), msg, scope);
         let codec = session.codec();
-        Ok(Box::pin(Arc::clone(session).serve_unary(
+        // A local actor sends the reply frame from its task as the handler
+        // returns: no future, no task, no wake-up of the reader.
+        let then: ReplyFn<M::Reply> = Box::new({
+            let session = Arc::clone(session);
+            let span = span.clone();
+            move |outcome| {
+                let _in = span.enter();
+                let frame = match outcome {
+                    Some(Ok(reply)) => reply_frame(corr, codec, &reply),
+                    Some(Err(e)) => Err(to_wire(e)),
+                    None => Err(WireError::Stopped),
+                };
+                session.answer(corr, frame);
+            }
+        });
+        let msg = match scope.enter(|| self.0.ask_then(msg, then)) {
+            Ok(()) => return Ok(Serve::Replying),
+            Err((msg, _)) => msg,
+        };
+        let ask = scoped_ask(self.0.clone(), msg, scope);
+        Ok(Serve::Polled(Box::pin(Arc::clone(session).serve_unary(
             corr,
             async move {
                 let reply = ask.await?;
-                // The reply is encoded straight after its header.
-                let frame = build_frame(|buf| {
-                    Envelope::new(Kind::Reply, corr)
-                        .from_callee()
-                        .encode_header(buf);
-                    codec.encode(&reply, buf)
-                })?;
-                Ok(frame)
+                reply_frame(corr, codec, &reply)
             },
-        )))
+        ))))
     }
+}
+
+/// The reply frame of call `corr`: the reply encoded straight after its
+/// header.
+fn reply_frame<R: Serialize>(corr: u64, codec: CodecKind, reply: &R) -> Result<Bytes, WireError> {
+    Ok(build_frame(|buf| {
+        Envelope::new(Kind::Reply, corr)
+            .from_callee()
+            .encode_header(buf);
+        codec.encode(reply, buf)
+    })?)
 }
 
 /// Server streaming: the handler's reply is a stream.
@@ -161,17 +197,18 @@ impl<M: RemoteStream> AskTarget for StreamAsk<M> {
         scope: SharedScope,
         session: &Arc<Session>,
         corr: u64,
-    ) -> Result<ServeFuture, WireError> {
+        _: &tracing::Span,
+    ) -> Result<Serve, WireError> {
         let msg: M = session.agreed.decode_with.decode(payload)?;
         let ask = scoped_ask(self.0.clone(), msg, scope);
         let codec = session.codec();
-        Ok(Box::pin(Arc::clone(session).serve_stream(
+        Ok(Serve::Polled(Box::pin(Arc::clone(session).serve_stream(
             corr,
             async move {
                 let items = ask.await?.into_stream();
                 Ok(encoded(items, codec))
             },
-        )))
+        ))))
     }
 }
 
@@ -206,7 +243,8 @@ impl<O: RemoteDuplex> AskTarget for DuplexAsk<O> {
         scope: SharedScope,
         session: &Arc<Session>,
         corr: u64,
-    ) -> Result<ServeFuture, WireError> {
+        _: &tracing::Span,
+    ) -> Result<Serve, WireError> {
         let open: O = session.agreed.decode_with.decode(payload)?;
         let to = self.0.clone();
         let codec = session.codec();
@@ -214,13 +252,13 @@ impl<O: RemoteDuplex> AskTarget for DuplexAsk<O> {
         session.open_feed(corr, false, feed);
         let msg = Duplex::new(open, ReplyStream::from_source(input));
         let ask = scoped_ask(to, msg, scope);
-        Ok(Box::pin(Arc::clone(session).serve_stream(
+        Ok(Serve::Polled(Box::pin(Arc::clone(session).serve_stream(
             corr,
             async move {
                 let items = ask.await?;
                 Ok(encoded(items, codec))
             },
-        )))
+        ))))
     }
 }
 

@@ -13,11 +13,13 @@ use plexus_runtime::remote::current_call;
 use plexus_runtime::stream::{Duplex, ReplyStream};
 use plexus_runtime::trace::TraceContext;
 use plexus_runtime::{ActorId, AskError, BoxFuture, Message, MessageSink, SendError, TrySendError};
-use tokio::sync::{TryAcquireError, oneshot};
+use tokio::sync::TryAcquireError;
 
 use super::RemoteInner;
 use super::inbound::from_wire;
-use super::session::{Session, TELL_WINDOW, TellChannel, build_frame, hex, lock, to_traceparent};
+use super::session::{
+    Answer, ReplySlot, Session, TELL_WINDOW, TellChannel, build_frame, hex, lock, to_traceparent,
+};
 use super::stream::{self, Encoded, remote_items};
 
 pub(crate) struct RemoteSink<M> {
@@ -139,7 +141,7 @@ impl<M> RemoteSink<M> {
         msg: W,
         registered: impl FnOnce(&Arc<Session>, u64),
         sent: impl FnOnce(&Arc<Session>, u64),
-    ) -> Result<(Arc<Session>, Envelope), AskError> {
+    ) -> Result<(Arc<Session>, Answer), AskError> {
         let node = &self.remote.node;
         let now = node.now();
         let mut deadline = now + prepared.timeout.unwrap_or_else(|| node.ask_timeout());
@@ -152,8 +154,7 @@ impl<M> RemoteSink<M> {
         }
         let route = self.checked_route(W::NAME, W::VERSION)?;
         let s = &route.session;
-        let (tx, rx) = oneshot::channel();
-        let corr = lock(&s.pending).insert(tx);
+        let corr = lock(&s.pending).insert(ReplySlot::Waiting(None));
         let mut guard = CancelOnDrop {
             session: s,
             corr,
@@ -179,22 +180,22 @@ impl<M> RemoteSink<M> {
         }
         sent(s, corr);
         let sleep = plexus_runtime::remote::deadline(node, deadline);
+        let answer = std::future::poll_fn(|cx| s.poll_answer(corr, cx));
         let answer = tokio::select! {
             biased;
-            r = rx => r,
+            r = answer => r,
             () = sleep => return Err(AskError::DeadlineExceeded),
         };
         match answer {
-            Ok(Ok(env)) => {
+            Ok(answer) => {
                 guard.armed = false;
-                if env.kind != Kind::Reply {
+                if answer.kind != Kind::Reply {
                     s.forget_stream(corr, true);
                 }
                 drop(guard);
-                Ok((Arc::clone(s), env))
+                Ok((Arc::clone(s), answer))
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(self.unavailable()),
+            Err(e) => Err(e),
         }
     }
 }
@@ -215,14 +216,14 @@ impl<M> RemoteSink<M> {
             s.open_feed(corr, true, feed);
             items = Some(rx);
         };
-        let (_, env) = self.call(prepared, msg, registered, sent).await?;
-        match (env.kind, items) {
+        let (_, answer) = self.call(prepared, msg, registered, sent).await?;
+        match (answer.kind, items) {
             (Kind::Reply, Some(items)) => Ok(ReplyStream::from_source(items)),
             (_, items) => {
                 if let Some(mut items) = items {
                     items.disarm();
                 }
-                Err(answer_error(&env, &self.peer))
+                Err(answer.error(&self.peer))
             }
         }
     }
@@ -234,21 +235,6 @@ struct Prepared {
     trace: TraceContext,
     timeout: Option<Duration>,
     span: tracing::Span,
-}
-
-/// The error an answer other than `Reply` stands for.
-fn answer_error(env: &Envelope, peer: &str) -> AskError {
-    match env.kind {
-        Kind::Error => match env.wire_error() {
-            Some(Ok(e)) => from_wire(e, peer),
-            _ => AskError::BadPayload {
-                reason: "undecodable error payload".into(),
-            },
-        },
-        other => AskError::BadPayload {
-            reason: format!("unexpected answer kind {other:?}").into(),
-        },
-    }
 }
 
 /// Sends a cancel for an ask whose future is dropped before its answer.
@@ -392,14 +378,14 @@ impl<M: RemoteMessage> MessageSink<M> for RemoteSink<M> {
         let span = call.span.clone();
         Box::pin(tracing::Instrument::instrument(
             async move {
-                let (s, env) = self.call(call, msg, |_, _| {}, |_, _| {}).await?;
-                match env.kind {
+                let (s, answer) = self.call(call, msg, |_, _| {}, |_, _| {}).await?;
+                match answer.kind {
                     Kind::Reply => s
                         .agreed
                         .decode_with
-                        .decode::<M::Reply>(&env.payload)
+                        .decode::<M::Reply>(&answer.payload)
                         .map_err(|e| from_wire(WireError::from(e), &self.peer)),
-                    _ => Err(answer_error(&env, &self.peer)),
+                    _ => Err(answer.error(&self.peer)),
                 }
             },
             span,

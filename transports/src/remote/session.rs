@@ -6,27 +6,26 @@ use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use plexus_codecs::{
     Agreed, Codec, CodecKind, Envelope, EnvelopeRef, Kind, Target, TargetRef, TraceParent,
     WireError, WireMessage, WireStr,
 };
-use plexus_runtime::protocols::rpc::{Pending, RecvWindow};
+use plexus_runtime::protocols::rpc::{IdHasher, Pending, RecvWindow};
 use plexus_runtime::remote::{
     CallScope, CancelToken, FrameReceiver, FrameSender, LinkError, SharedScope,
 };
 use plexus_runtime::stream::ReplyStream;
 use plexus_runtime::trace::TraceContext;
 use plexus_runtime::{AskError, BoxFuture};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 
 use super::RemoteInner;
-use super::inbound::{AskTarget, TellJob, TellTarget};
+use super::inbound::{AskTarget, Serve, TellJob, TellTarget};
 use super::stream::{self, Feed, STREAM_WINDOW, stream_error};
 
 /// Tells one sender may have queued at one target before the receiver
@@ -37,7 +36,37 @@ pub const TELL_WINDOW: usize = 256;
 /// again (which also grants owed credit and polls the asks it serves).
 const BURST: usize = 64;
 
-pub(crate) type Answer = Result<Envelope, AskError>;
+/// The first answer to one of our calls: a `Reply` (for a stream: the
+/// stream is open) or an `Error`, with its payload.
+pub(crate) struct Answer {
+    pub(crate) kind: Kind,
+    pub(crate) payload: Bytes,
+}
+
+impl Answer {
+    /// The error an answer other than `Reply` stands for.
+    pub(crate) fn error(&self, peer: &str) -> AskError {
+        match self.kind {
+            Kind::Error => match plexus_codecs::WireError::from_payload(&self.payload) {
+                Ok(e) => super::inbound::from_wire(e, peer),
+                Err(_) => AskError::BadPayload {
+                    reason: "undecodable error payload".into(),
+                },
+            },
+            other => AskError::BadPayload {
+                reason: format!("unexpected answer kind {other:?}").into(),
+            },
+        }
+    }
+}
+
+/// Where the answer to one of our calls is left for its caller: the
+/// pending table holds the slot itself, so a call costs no channel.
+pub(crate) enum ReplySlot {
+    /// No answer yet; the caller's waker once it has polled.
+    Waiting(Option<Waker>),
+    Answered(Answer),
+}
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -73,13 +102,30 @@ impl TellChannel {
 }
 
 struct InboundCall {
+    /// Fired when the caller cancels or the link goes down: drops both the
+    /// handler and the code serving the call ([`Serving`]).
     cancel: CancelToken,
-    abort: AbortHandle,
 }
 
 /// An inbound ask being served by the reader task; it sends its own answer
-/// (for a stream: every item, under credit).
-type Serving = Abortable<tracing::instrument::Instrumented<BoxFuture<'static, ()>>>;
+/// (for a stream: every item, under credit). It ends early, unsent, when
+/// its call's cancel token fires.
+struct Serving {
+    cancel: CancelToken,
+    fut: tracing::instrument::Instrumented<BoxFuture<'static, ()>>,
+}
+
+impl Future for Serving {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.cancel.poll_served(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        std::pin::Pin::new(&mut this.fut).poll(cx)
+    }
+}
 
 /// The receiving side of one tell channel, kept by the reader.
 #[derive(Default)]
@@ -295,11 +341,11 @@ pub(crate) struct Session {
     caller_scope: SharedScope,
     /// Whether this node opened the link.
     pub(crate) opened_here: bool,
-    pub(crate) pending: Mutex<Pending<oneshot::Sender<Answer>>>,
+    pub(crate) pending: Mutex<Pending<ReplySlot>>,
     channels: Mutex<HashMap<WireStr, Arc<TellChannel>>>,
     channels_by_id: Mutex<HashMap<u64, Arc<TellChannel>>>,
     next_channel: AtomicU64,
-    inbound: Mutex<HashMap<u64, InboundCall>>,
+    inbound: Mutex<HashMap<u64, InboundCall, IdHasher>>,
     /// Streams being received, by (call, whether the items come from its
     /// callee): our calls' reply streams and our served calls' inputs.
     feeds: Mutex<HashMap<(u64, bool), Feed>>,
@@ -329,7 +375,7 @@ impl Session {
             channels: Mutex::new(HashMap::new()),
             channels_by_id: Mutex::new(HashMap::new()),
             next_channel: AtomicU64::new(1),
-            inbound: Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::default()),
             feeds: Mutex::new(HashMap::new()),
             credits: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
@@ -355,6 +401,57 @@ impl Session {
 
     pub(crate) fn codec(&self) -> CodecKind {
         self.agreed.encode_with
+    }
+
+    /// Our call `corr`'s answer once it has arrived. `PeerUnavailable`
+    /// once the call is no longer pending: the session has ended.
+    pub(crate) fn poll_answer(
+        &self,
+        corr: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Answer, AskError>> {
+        let mut pending = lock(&self.pending);
+        if let Some(ReplySlot::Waiting(waker)) = pending.get_mut(corr) {
+            match waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        Poll::Ready(match pending.take(corr) {
+            Some(ReplySlot::Answered(answer)) => Ok(answer),
+            _ => Err(AskError::PeerUnavailable {
+                peer: Arc::clone(&self.peer),
+            }),
+        })
+    }
+
+    /// Leave a `Reply` or `Error` from the callee in its call's slot and
+    /// wake the caller; `false` if no call of ours waits for it (a stream
+    /// already open, or a tell channel's refusal).
+    fn on_answer(&self, env: &EnvelopeRef<'_>, frame: &Bytes) -> bool {
+        if !env.from_callee || env.correlation >> 63 == 1 {
+            return false;
+        }
+        let mut pending = lock(&self.pending);
+        // Answered already: this is the end of the stream it opened, for
+        // the stream's feed.
+        let Some(slot) = pending.get_mut(env.correlation) else {
+            return false;
+        };
+        let ReplySlot::Waiting(waker) = slot else {
+            return false;
+        };
+        let waker = waker.take();
+        *slot = ReplySlot::Answered(Answer {
+            kind: env.kind,
+            payload: frame.slice_ref(env.payload),
+        });
+        drop(pending);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
     }
 
     /// The tell channel to `target`, made on first use.
@@ -495,9 +592,12 @@ impl Session {
     /// The reader loop: runs until the link closes, then fails what is
     /// pending with `PeerUnavailable`.
     ///
-    /// Inbound asks are served inside this task (no task per request): the
-    /// ask is put in the local mailbox while the frame is handled, and the
-    /// answer is sent when the loop next polls it. Credit for tells the
+    /// Inbound asks need no task per request: the ask is put in the local
+    /// mailbox while the frame is handled, and a local actor sends the
+    /// reply frame from its own task as its handler returns
+    /// ([`Recipient::ask_then`](plexus_runtime::Recipient::ask_then));
+    /// streams, and asks to other kinds of recipient, are futures this
+    /// loop polls, which send their answers. Credit for tells the
     /// reader delivered itself is granted when the link has nothing more
     /// to read (or half a window is owed).
     pub(crate) async fn run(
@@ -552,6 +652,16 @@ impl Session {
                 })
             } else if EnvelopeRef::peek_kind(&frame) == Some(Kind::Ask) {
                 EnvelopeRef::decode(&frame).map(|env| self.on_ask(&env, &remote, &mut state))
+            } else if let Some(Kind::Reply | Kind::Error) = EnvelopeRef::peek_kind(&frame) {
+                // Answers to our calls are left in their slots in place.
+                match EnvelopeRef::decode(&frame) {
+                    Ok(env) if self.on_answer(&env, &frame) => Ok(None),
+                    Ok(_) => Envelope::decode(frame).map(|env| {
+                        self.on_envelope(env);
+                        None
+                    }),
+                    Err(e) => Err(e),
+                }
             } else {
                 Envelope::decode(frame).map(|env| {
                     self.on_envelope(env);
@@ -593,9 +703,8 @@ impl Session {
                 }
             }
             Kind::Reply | Kind::Error if env.from_callee => {
-                if let Some(w) = lock(&self.pending).take(corr) {
-                    let _ = w.send(Ok(env));
-                } else if env.kind == Kind::Error {
+                // Not an answer a call waits for (see `on_answer`).
+                if env.kind == Kind::Error {
                     // After the stream opened: it failed.
                     self.end_feed(corr, true, Some(stream_error(&env, &self.peer)));
                 }
@@ -645,7 +754,6 @@ impl Session {
                 if let Some(call) = lock(&self.inbound).remove(&corr) {
                     tracing::debug!(peer = %self.peer, correlation = corr, "cancelled by caller");
                     call.cancel.cancel();
-                    call.abort.abort();
                 }
                 self.end_feed(
                     corr,
@@ -823,30 +931,40 @@ impl Session {
                 .scope(corr, env.deadline, env.traceparent, remote)
                 .cancel(cancel.clone())
                 .share();
-            let fut = to.ask(env.payload, scope, self, corr)?;
-            Ok::<_, WireError>((fut, cancel))
+            // Fields are evaluated only when the span is enabled.
+            let span = tracing::debug_span!(
+                "rpc.serve",
+                peer = %self.peer,
+                correlation = corr,
+                trace_id = env.traceparent.map(|t| hex(&t.trace_id())).unwrap_or_default(),
+            );
+            // Registered first: the actor may answer before `ask` returns.
+            lock(&self.inbound).insert(
+                corr,
+                InboundCall {
+                    cancel: cancel.clone(),
+                },
+            );
+            match to.ask(env.payload, scope, self, corr, &span) {
+                Ok(serve) => Ok((serve, cancel, span)),
+                Err(e) => {
+                    lock(&self.inbound).remove(&corr);
+                    Err(e)
+                }
+            }
         })();
-        let (fut, cancel) = match started {
-            Ok(x) => x,
+        match started {
+            Ok((Serve::Replying, _, _)) => None,
+            Ok((Serve::Polled(fut), cancel, span)) => Some(Serving {
+                cancel,
+                fut: tracing::Instrument::instrument(fut, span),
+            }),
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote ask refused");
                 self.send_error(corr, &e);
-                return None;
+                None
             }
-        };
-        // Fields are evaluated only when the span is enabled.
-        let span = tracing::debug_span!(
-            "rpc.serve",
-            peer = %self.peer,
-            correlation = corr,
-            trace_id = env.traceparent.map(|t| hex(&t.trace_id())).unwrap_or_default(),
-        );
-        let (abort, registration) = AbortHandle::new_pair();
-        lock(&self.inbound).insert(corr, InboundCall { cancel, abort });
-        Some(Abortable::new(
-            tracing::Instrument::instrument(fut, span),
-            registration,
-        ))
+        }
     }
 
     /// Send `frame`: now if the link has room (no future), else waiting.
@@ -855,6 +973,20 @@ impl Session {
             Err(LinkError::Full { .. }) => self.tx.send(frame).await,
             sent => sent,
         }
+    }
+
+    /// Send the answer to our peer's unary ask `corr` (its reply frame, or
+    /// its error), unless the caller cancelled meanwhile. Called from
+    /// wherever the answer was produced.
+    pub(crate) fn answer(&self, corr: u64, frame: Result<Bytes, WireError>) {
+        if lock(&self.inbound).remove(&corr).is_none() {
+            return; // cancelled meanwhile
+        }
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => encode(&Envelope::error(corr, &e)),
+        };
+        self.send_soon(frame);
     }
 
     /// Serve our peer's unary ask `corr`: send its reply frame, or its
@@ -913,18 +1045,18 @@ impl Session {
             return;
         }
         self.tx.close();
+        // Callers find their calls gone: `PeerUnavailable`.
         let waiters: Vec<_> = lock(&self.pending).drain().collect();
         for w in waiters {
-            let _ = w.send(Err(AskError::PeerUnavailable {
-                peer: Arc::clone(&self.peer),
-            }));
+            if let ReplySlot::Waiting(Some(w)) = w {
+                w.wake();
+            }
         }
         for ch in lock(&self.channels).values() {
             ch.credits.close();
         }
         for (_, call) in lock(&self.inbound).drain() {
             call.cancel.cancel();
-            call.abort.abort();
         }
         let gone = AskError::PeerUnavailable {
             peer: Arc::clone(&self.peer),

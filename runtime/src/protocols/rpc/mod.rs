@@ -46,7 +46,7 @@ mod tests;
 
 pub use crate::stream::{Duplex, DuplexMessage, ReplyStream, StreamSender};
 pub use credit::{RecvWindow, SendWindow};
-pub use pending::Pending;
+pub use pending::{CorrelationHasher, IdHasher, Pending};
 
 use std::time::{Duration, Instant};
 
