@@ -7,7 +7,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Poll, Waker};
@@ -15,6 +15,7 @@ use std::task::{Poll, Waker};
 use tokio::task::AbortHandle;
 
 use crate::actor::{Actor, ActorId, StopReason, Terminated};
+use crate::counter_hash::CounterHasher;
 use crate::envelope::BoxEnvelope;
 use crate::inbox::Inbox;
 use crate::metrics::ActorMetrics;
@@ -464,7 +465,7 @@ pub(crate) type CellRef = Arc<dyn AnyCell>;
 /// instructions per spawn and stop); walks sort by id so that they stay
 /// deterministic.
 #[derive(Default)]
-pub(crate) struct Children(HashMap<ActorId, CellRef, BuildHasherDefault<IdHasher>>);
+pub(crate) struct Children(HashMap<ActorId, CellRef, BuildHasherDefault<CounterHasher>>);
 
 impl Children {
     pub(crate) fn insert(&mut self, id: ActorId, cell: CellRef) {
@@ -485,26 +486,6 @@ impl Children {
             self.0.iter().map(|(id, c)| (*id, Arc::clone(c))).collect();
         kids.sort_unstable_by_key(|(id, _)| *id);
         kids.into_iter().map(|(_, c)| c).collect()
-    }
-}
-
-/// Hashes an `ActorId` (a unique counter) with one multiplication.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 

@@ -72,6 +72,7 @@ mod actor_ref;
 mod cell;
 pub mod clock;
 mod context;
+mod counter_hash;
 mod deadline;
 mod envelope;
 pub mod error;

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
+use crate::counter_hash::CounterHasher;
 use crate::trace::mix64;
 
 /// Hashes correlation ids a peer picked (the calls a node serves) cheaply:
@@ -67,27 +68,6 @@ impl Hasher for CorrelationHasher {
     }
 }
 
-/// Hashes the ids of our own calls, which are sequential and never chosen
-/// by a peer (a peer's id only probes the table): one multiplication.
-#[derive(Default)]
-struct OwnIdHasher(u64);
-
-impl Hasher for OwnIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 /// The caller's table of requests awaiting an answer, keyed by correlation
 /// id; `W` is whatever wakes the caller (a oneshot sender in the driver).
 ///
@@ -103,7 +83,7 @@ impl Hasher for OwnIdHasher {
 #[derive(Debug)]
 pub struct Pending<W> {
     next: u64,
-    waiting: HashMap<u64, W, BuildHasherDefault<OwnIdHasher>>,
+    waiting: HashMap<u64, W, BuildHasherDefault<CounterHasher>>,
 }
 
 impl<W> Default for Pending<W> {
