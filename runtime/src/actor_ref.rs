@@ -356,6 +356,45 @@ impl<'a, A: Actor, M: Message> AskRequest<'a, A, M> {
     }
 }
 
+/// The deadline of an ask made at `now` with `timeout` (or the explicit
+/// deadline `own`) inside a call whose deadline is `inherited` (the
+/// earlier wins), and the budget left until it.
+#[inline]
+pub(crate) fn ask_deadline(
+    now: Instant,
+    timeout: Duration,
+    own: Option<Instant>,
+    inherited: Option<Instant>,
+) -> (Instant, Duration) {
+    match (own, inherited) {
+        // The common case: a timeout from now, nothing to compare (and
+        // no `Instant` subtraction, which is not free).
+        (None, None) => (now + timeout, timeout),
+        (own, inherited) => {
+            let own = own.unwrap_or_else(|| now + timeout);
+            let deadline = inherited.map_or(own, |i| own.min(i));
+            (deadline, deadline.saturating_duration_since(now))
+        }
+    }
+}
+
+/// An ask's metadata: a child of the message being handled (same trace,
+/// caller and cancellation), or a fresh correlation id outside one.
+#[inline]
+pub(crate) fn ask_meta(
+    cur: Option<&Meta>,
+    deadline: Instant,
+    node: &crate::node::NodeInner,
+) -> Meta {
+    match cur {
+        Some(c) => c.child(Some(deadline)),
+        None => Meta {
+            deadline: Some(deadline),
+            ..Meta::plain(node.next_correlation())
+        },
+    }
+}
+
 impl<'a, A, M> IntoFuture for AskRequest<'a, A, M>
 where
     A: Handler<M>,
@@ -371,16 +410,8 @@ where
         let now = node.clock.now();
         let cur = trace::current();
         let timeout = self.timeout.unwrap_or(node.ask_timeout);
-        let (deadline, budget) = match (self.deadline, cur.as_ref().and_then(|c| c.deadline)) {
-            // The common case: a timeout from now, nothing to compare (and
-            // no `Instant` subtraction, which is not free).
-            (None, None) => (now + timeout, timeout),
-            (own, inherited) => {
-                let own = own.unwrap_or_else(|| now + timeout);
-                let deadline = inherited.map_or(own, |i| own.min(i));
-                (deadline, deadline.saturating_duration_since(now))
-            }
-        };
+        let inherited = cur.as_ref().and_then(|c| c.deadline);
+        let (deadline, budget) = ask_deadline(now, timeout, self.deadline, inherited);
         let mut fut = AskFuture {
             state: AskState::Done,
             id: core.id,
@@ -393,13 +424,7 @@ where
             fut.state = AskState::Ready(Some(Err(AskError::Timeout { after: budget })));
             return fut;
         }
-        let mut meta = match &cur {
-            Some(c) => c.child(Some(deadline)),
-            None => Meta {
-                deadline: Some(deadline),
-                ..Meta::plain(node.next_correlation())
-            },
-        };
+        let mut meta = ask_meta(cur.as_ref(), deadline, node);
         if let Some(t) = self.trace {
             meta.set_trace(t);
         }

@@ -103,18 +103,10 @@ where
         let shared = &self.shared;
         let node = &shared.core.node;
         let cur = crate::trace::current();
-        let own = node.clock.now() + node.ask_timeout;
-        let deadline = cur
-            .as_ref()
-            .and_then(|c| c.deadline)
-            .map_or(own, |inherited| own.min(inherited));
-        let meta = match &cur {
-            Some(c) => c.child(Some(deadline)),
-            None => crate::trace::Meta {
-                deadline: Some(deadline),
-                ..crate::trace::Meta::plain(node.next_correlation())
-            },
-        };
+        let inherited = cur.as_ref().and_then(|c| c.deadline);
+        let (deadline, _) =
+            crate::actor_ref::ask_deadline(node.clock.now(), node.ask_timeout, None, inherited);
+        let meta = crate::actor_ref::ask_meta(cur.as_ref(), deadline, node);
         let env: crate::envelope::BoxEnvelope<A> =
             crate::envelope::Ask::boxed(msg, meta, crate::reply::then(then));
         match shared.inbox.try_push(env) {
