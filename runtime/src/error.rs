@@ -174,7 +174,10 @@ pub enum AskError {
         /// The panic message, if it was a string.
         message: Arc<str>,
     },
-    /// `try_ask` only: the mailbox was full. Use `ask`, which waits.
+    /// The mailbox was full (`try_ask`: use `ask`, which waits), or a remote
+    /// node refused the call because it already serves as many calls from
+    /// this node as it allows (its `RemoteConfig::max_inbound_calls`):
+    /// retry later, or shed load. The request was not handled.
     #[error("mailbox of actor {id} is full")]
     Full {
         /// The actor.

@@ -26,6 +26,7 @@ macro_rules! every_scenario {
             stream_link_loss,
             duplex_stream,
             tell_refusals,
+            inbound_call_limit,
         );
     };
     (@on $road:ident: $($name:ident),* $(,)?) => {$(
@@ -282,6 +283,10 @@ pub struct Member {
 pub const NAMES: [&str; 3] = ["a", "b", "c"];
 
 /// Spawn "svc" (mailbox `capacity`) on each node and expose everything.
+/// Calls one member serves for one peer at once (small, so a scenario can
+/// reach it).
+pub const MAX_INBOUND_CALLS: usize = 8;
+
 pub fn members(capacity: usize, count_delay: Duration) -> Vec<Member> {
     NAMES
         .iter()
@@ -298,6 +303,7 @@ pub fn members(capacity: usize, count_delay: Duration) -> Vec<Member> {
                 .and_then(|b| b.expose_stream::<Numbers>())
                 .and_then(|b| b.expose_duplex::<Shout>())
                 .expect("expose")
+                .max_inbound_calls(MAX_INBOUND_CALLS)
                 .build();
             let stats = Arc::new(Stats::default());
             let svc = node

@@ -1,5 +1,6 @@
 //! Scenarios that run on both roads.
 
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -485,4 +486,53 @@ pub async fn tell_refusals(road: Road) {
     assert!(nobody.tell(Count(0)).await.is_ok());
     let echo: Recipient<Echo> = a.recipient("b", "svc");
     assert_eq!(echo.ask(Echo("still up".into())).await.unwrap(), "still up");
+}
+
+/// A node serves at most `MAX_INBOUND_CALLS` calls from one peer at once;
+/// one more is refused at once with `Full`, and the slots come back when
+/// calls end.
+pub async fn inbound_call_limit(road: Road) {
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let slow: Recipient<Slow> = ms[0].remote.recipient("b", "svc");
+    let mut calls: Vec<_> = (0..MAX_INBOUND_CALLS)
+        .map(|_| {
+            Box::pin(
+                slow.ask(Slow { ms: 10_000 })
+                    .timeout(Duration::from_secs(30))
+                    .into_future(),
+            )
+        })
+        .collect();
+    // Poll each once: the requests go out in order on the one link, ahead
+    // of the next one.
+    std::future::poll_fn(|cx| {
+        for c in &mut calls {
+            assert!(c.as_mut().poll(cx).is_pending());
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let r = slow
+        .ask(Slow { ms: 0 })
+        .timeout(Duration::from_secs(5))
+        .await;
+    assert!(matches!(r, Err(AskError::Full { .. })), "{r:?}");
+    // Dropping the calls cancels them and frees their slots (the cancels
+    // may trail a new request by a little: ask until one is served).
+    drop(calls);
+    let mut served = None;
+    for _ in 0..1_000 {
+        match slow
+            .ask(Slow { ms: 0 })
+            .timeout(Duration::from_secs(5))
+            .await
+        {
+            Err(AskError::Full { .. }) => tokio::task::yield_now().await,
+            other => {
+                served = Some(other);
+                break;
+            }
+        }
+    }
+    assert_eq!(served, Some(Ok(0)));
 }

@@ -64,12 +64,18 @@ use session::{Session, lock};
 pub struct RemoteConfig {
     /// How long [`Remote::attach`] waits for the peer's handshake.
     pub handshake_timeout: Duration,
+    /// How many calls (asks and streams) from one peer this node serves at
+    /// once (default 1,024). A call past the limit is refused at once: its
+    /// caller gets [`AskError::Full`](plexus_runtime::AskError::Full) and
+    /// may retry. Tells are bounded by their credit window instead.
+    pub max_inbound_calls: usize,
 }
 
 impl Default for RemoteConfig {
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(5),
+            max_inbound_calls: 1024,
         }
     }
 }
@@ -147,7 +153,7 @@ pub(crate) struct RemoteInner {
     pub(crate) node: Node,
     pub(crate) registry: plexus_codecs::Registry<Arc<dyn Inbound>>,
     codec: CodecKind,
-    config: RemoteConfig,
+    pub(crate) config: RemoteConfig,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     changed: tokio::sync::Notify,
 }
@@ -226,6 +232,13 @@ impl RemoteBuilder {
     /// Settings.
     pub fn config(mut self, config: RemoteConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// How many calls from one peer this node serves at once
+    /// ([`RemoteConfig::max_inbound_calls`]; at least 1).
+    pub fn max_inbound_calls(mut self, n: usize) -> Self {
+        self.config.max_inbound_calls = n.max(1);
         self
     }
 

@@ -939,12 +939,19 @@ impl Session {
                 trace_id = env.traceparent.map(|t| hex(&t.trace_id())).unwrap_or_default(),
             );
             // Registered first: the actor may answer before `ask` returns.
-            lock(&self.inbound).insert(
-                corr,
-                InboundCall {
-                    cancel: cancel.clone(),
-                },
-            );
+            {
+                let mut inbound = lock(&self.inbound);
+                if inbound.len() >= remote.config.max_inbound_calls {
+                    // Bounded per peer: a peer cannot pile up served calls.
+                    return Err(WireError::MailboxFull);
+                }
+                inbound.insert(
+                    corr,
+                    InboundCall {
+                        cancel: cancel.clone(),
+                    },
+                );
+            }
             match to.ask(env.payload, scope, self, corr, &span) {
                 Ok(serve) => Ok((serve, cancel, span)),
                 Err(e) => {
