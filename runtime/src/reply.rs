@@ -29,7 +29,11 @@ struct State<R> {
     waker: Option<Waker>,
     /// Instead of a receiver: where the reply (`None`: dropped unsent) is
     /// handed, from wherever it is produced. Only its one owner, the
-    /// sender, touches it (through `get_mut`, no locking).
+    /// sender, touches it (through `get_mut`, no locking). It lives here,
+    /// not beside the `Arc` in the sender, so that the sender stays one
+    /// word: a wider one no longer fits a small ask inline in the mailbox
+    /// and costs every local ask an allocation (measured: +190
+    /// instructions per ask).
     then: Option<Then<R>>,
 }
 
