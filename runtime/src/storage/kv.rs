@@ -80,6 +80,9 @@ pub struct KvStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Bytes in the file.
     size: u64,
+    /// Bytes the file would have after compaction (one entry per live
+    /// key), kept as keys change so that no write has to sum the map.
+    live: u64,
     options: KvOptions,
     poisoned: bool,
     buf: Vec<u8>,
@@ -141,8 +144,10 @@ impl KvStore {
             file.set_len(position as u64).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
         }
+        let live = map.iter().map(|(k, v)| live_size(k, v)).sum();
         let mut store = Self {
             size: replay.valid_end as u64,
+            live,
             path,
             file,
             map,
@@ -230,10 +235,15 @@ impl KvStore {
         for op in ops {
             match *op {
                 KvOp::Put(k, v) => {
-                    self.map.insert(k.to_vec(), v.to_vec());
+                    self.live += live_size(k, v);
+                    if let Some(old) = self.map.insert(k.to_vec(), v.to_vec()) {
+                        self.live -= live_size(k, &old);
+                    }
                 }
                 KvOp::Delete(k) => {
-                    self.map.remove(k);
+                    if let Some(old) = self.map.remove(k) {
+                        self.live -= live_size(k, &old);
+                    }
                 }
             }
         }
@@ -253,16 +263,8 @@ impl KvStore {
         Ok(())
     }
 
-    /// Size the file would have after compaction.
-    fn live_bytes(&self) -> u64 {
-        self.map
-            .iter()
-            .map(|(k, v)| (ENTRY_HEAD + OP_HEAD + k.len() + v.len()) as u64)
-            .sum()
-    }
-
     fn maybe_compact(&mut self) -> Result<(), KvError> {
-        if self.size >= self.options.compact_min_bytes && self.size > 2 * self.live_bytes() {
+        if self.size >= self.options.compact_min_bytes && self.size > 2 * self.live {
             self.compact()?;
         }
         Ok(())
@@ -310,6 +312,11 @@ impl KvStore {
         self.size = out.len() as u64;
         Ok(())
     }
+}
+
+/// The bytes `key` = `value` takes in a compacted file (its own entry).
+fn live_size(key: &[u8], value: &[u8]) -> u64 {
+    (ENTRY_HEAD + OP_HEAD + key.len() + value.len()) as u64
 }
 
 fn sibling(path: &Path, ext: &str) -> PathBuf {
@@ -587,7 +594,14 @@ mod tests {
                 let got: BTreeMap<Vec<u8>, Vec<u8>> =
                     kv.as_ref().unwrap().iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
                 prop_assert_eq!(&got, &model);
+                let store = kv.as_ref().unwrap();
+                let live: u64 = store.map.iter().map(|(k, v)| live_size(k, v)).sum();
+                prop_assert_eq!(store.live, live, "running live total drifted");
             }
+            // The running total is what a compacted file takes.
+            let mut store = kv.take().unwrap();
+            store.compact().unwrap();
+            prop_assert_eq!(store.file_len(), store.live);
         }
 
         #[test]
