@@ -19,6 +19,7 @@ use crate::recipient::Recipient;
 use crate::registry::Registry;
 use crate::spawn::{Mailbox, SpawnOptions};
 use crate::supervision::{SupervisionStrategy, Supervisor};
+use crate::trace::TraceContext;
 use crate::trace::mix64;
 
 /// One plexus runtime instance, running on the tokio runtime it was built
@@ -287,6 +288,18 @@ impl Node {
     /// Draw from the node's seeded RNG.
     pub fn random_u64(&self) -> u64 {
         self.inner.fork_seed()
+    }
+
+    /// A new root trace context (sampled), its ids drawn from the node's
+    /// seeded RNG in one go: what a request that arrives without a trace
+    /// starts with.
+    pub fn new_trace(&self) -> TraceContext {
+        let mut rng = lock(&self.inner.rng);
+        TraceContext {
+            trace_id: rng.u128(..),
+            span_id: rng.u64(..) | 1,
+            sampled: true,
+        }
     }
 
     /// The name registry.

@@ -239,3 +239,16 @@ async fn same_seed_same_random_streams() {
     assert_eq!(draws(7).await, draws(7).await);
     assert_ne!(draws(7).await, draws(8).await);
 }
+
+#[tokio::test]
+async fn new_traces_come_from_the_seed() {
+    let traces = |seed: u64| {
+        let node = Node::builder().seed(seed).build();
+        [node.new_trace(), node.new_trace()]
+    };
+    let [a, b] = traces(7);
+    assert_eq!([a, b], traces(7));
+    assert_ne!(a.trace_id, b.trace_id);
+    assert_ne!(traces(8)[0].trace_id, a.trace_id);
+    assert!(a.sampled && a.span_id != 0 && b.span_id != 0);
+}

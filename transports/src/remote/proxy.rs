@@ -111,11 +111,7 @@ impl<M> RemoteSink<M> {
         let trace = call
             .as_ref()
             .and_then(|c| c.trace)
-            .unwrap_or_else(|| TraceContext {
-                trace_id: (u128::from(node.random_u64()) << 64) | u128::from(node.random_u64()),
-                span_id: node.random_u64() | 1,
-                sampled: true,
-            });
+            .unwrap_or_else(|| node.new_trace());
         let span = tracing::debug_span!(
             "rpc.call",
             peer = %self.peer,
