@@ -369,9 +369,9 @@ pub(crate) fn ask_deadline(
     match (own, inherited) {
         // The common case: a timeout from now, nothing to compare (and
         // no `Instant` subtraction, which is not free).
-        (None, None) => (now + timeout, timeout),
+        (None, None) => (crate::clock::after(now, timeout), timeout),
         (own, inherited) => {
-            let own = own.unwrap_or_else(|| now + timeout);
+            let own = own.unwrap_or_else(|| crate::clock::after(now, timeout));
             let deadline = inherited.map_or(own, |i| own.min(i));
             (deadline, deadline.saturating_duration_since(now))
         }

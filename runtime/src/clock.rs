@@ -15,6 +15,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
+/// `at + d`, without overflow: a duration too long for [`Instant`] (say
+/// `Duration::MAX`, meant as "no limit") gives an instant about a century
+/// ahead, which no run reaches. Every deadline plexus computes from a
+/// caller's, a peer's or a config's duration goes through this.
+pub fn after(at: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+    at.checked_add(d)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
+}
+
 /// A boxed future that completes when a [`Clock`] reaches a deadline.
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 

@@ -194,7 +194,7 @@ impl<A: Actor> Context<A> {
         A: Handler<M>,
         M: Message,
     {
-        let at = self.now() + delay;
+        let at = crate::clock::after(self.now(), delay);
         self.timers.add(
             at,
             TimerEntry::Once(Box::new(move || Tell::boxed(msg, notice_meta()))),
@@ -203,14 +203,17 @@ impl<A: Actor> Context<A> {
 
     /// Handle a message made by `make` every `period` on the node's clock,
     /// first after one period. Missed ticks (a long handler, a clock advanced
-    /// by several periods) fire one after another.
+    /// by several periods) fire one after another, as tokio's default
+    /// `MissedTickBehavior::Burst` does, so a period far shorter than the
+    /// handler keeps the actor busy with ticks. A zero period is taken as
+    /// one nanosecond; a period too long for `Instant` never fires.
     pub fn run_interval<M, F>(&mut self, period: Duration, mut make: F) -> TimerId
     where
         A: Handler<M>,
         M: Message,
         F: FnMut() -> M + Send + 'static,
     {
-        let at = self.now() + period;
+        let at = crate::clock::after(self.now(), period);
         self.timers.add(
             at,
             TimerEntry::Every {

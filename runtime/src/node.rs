@@ -444,7 +444,7 @@ impl Node {
         inner.shutting_down.store(true, Ordering::Release);
         lock(&inner.root.children).closed = true;
         let clock = Arc::clone(&inner.clock);
-        let deadline = clock.now() + within;
+        let deadline = crate::clock::after(clock.now(), within);
         let all = self.actors();
         let (tx, rx) = flume::unbounded::<ActorId>();
         let mut pending: BTreeMap<ActorId, CellRef> = BTreeMap::new();
@@ -469,7 +469,7 @@ impl Node {
             for cell in pending.values().rev() {
                 cell.control(Control::Kill(StopReason::Shutdown));
             }
-            let grace = clock.now() + inner.kill_grace;
+            let grace = crate::clock::after(clock.now(), inner.kill_grace);
             wait_for(&rx, &mut pending, clock.sleep_until(grace)).await;
         }
         if !pending.is_empty() {

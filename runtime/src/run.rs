@@ -574,7 +574,9 @@ impl<A: Actor> ActorCell<A> {
                     .delay(n, &mut fastrand::Rng::with_seed(n.into())),
             };
             if !delay.is_zero() {
-                self.clock().sleep_until(now + delay).await;
+                self.clock()
+                    .sleep_until(crate::clock::after(now, delay))
+                    .await;
             }
             match self.restart(failure).await {
                 None => return None,

@@ -131,7 +131,7 @@ impl<A: Actor> Timers<A> {
             }
             TimerEntry::Every { period, mut make } => {
                 let env = make();
-                let next = at + period.max(Duration::from_nanos(1));
+                let next = crate::clock::after(at, period.max(Duration::from_nanos(1)));
                 set.entries
                     .insert((next, id), TimerEntry::Every { period, make });
                 set.due.insert(id, next);

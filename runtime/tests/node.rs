@@ -252,3 +252,48 @@ async fn new_traces_come_from_the_seed() {
     assert_ne!(traces(8)[0].trace_id, a.trace_id);
     assert!(a.sampled && a.span_id != 0 && b.span_id != 0);
 }
+
+/// `Duration::MAX` is how callers say "no limit": every deadline computed
+/// from it saturates instead of overflowing `Instant` (which would panic).
+#[tokio::test]
+async fn durations_meant_as_no_limit_never_overflow() {
+    struct Patient;
+    impl Actor for Patient {
+        async fn started(&mut self, cx: &mut Context<Self>) {
+            cx.run_later(Duration::MAX, Once);
+            cx.run_interval(Duration::MAX, || Tick);
+        }
+    }
+    impl Handler<Once> for Patient {
+        async fn handle(&mut self, _: Once, _: &mut Context<Self>) {
+            panic!("a timer set for Duration::MAX fired");
+        }
+    }
+    impl Handler<Tick> for Patient {
+        async fn handle(&mut self, _: Tick, _: &mut Context<Self>) {
+            panic!("an interval of Duration::MAX ticked");
+        }
+    }
+    impl Handler<Ping> for Patient {
+        async fn handle(&mut self, _: Ping, cx: &mut Context<Self>) -> &'static str {
+            assert!(
+                cx.remaining()
+                    .is_some_and(|r| r > Duration::from_secs(86_400 * 365))
+            );
+            "pong"
+        }
+    }
+    let clock = ManualClock::new();
+    let node = Node::builder()
+        .clock(clock.clone())
+        .ask_timeout(Duration::MAX)
+        .kill_grace(Duration::MAX)
+        .build();
+    let p = node.spawn(Patient);
+    assert_eq!(p.ask(Ping).await.unwrap(), "pong");
+    assert_eq!(p.ask(Ping).timeout(Duration::MAX).await.unwrap(), "pong");
+    clock.advance(Duration::from_secs(10 * 365 * 86_400));
+    assert_eq!(p.ask(Ping).await.unwrap(), "pong");
+    let report = node.shutdown(Duration::MAX).await;
+    assert_eq!((report.stopped, report.killed, report.aborted), (1, 0, 0));
+}

@@ -244,7 +244,10 @@ impl SimSender {
         }
         let config = *lock(&self.net.config);
         if config.loss <= 0.0 && config.jitter.is_zero() {
-            return Ok(Some(self.net.clock.now() + config.latency));
+            return Ok(Some(plexus_runtime::clock::after(
+                self.net.clock.now(),
+                config.latency,
+            )));
         }
         let (lost, extra) = {
             let mut rng = lock(&self.net.rng);
@@ -260,7 +263,10 @@ impl SimSender {
             tracing::trace!(to = %self.to, "simulated loss");
             return Ok(None);
         }
-        Ok(Some(self.net.clock.now() + config.latency + extra))
+        Ok(Some(plexus_runtime::clock::after(
+            self.net.clock.now(),
+            config.latency.saturating_add(extra),
+        )))
     }
 }
 

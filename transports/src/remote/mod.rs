@@ -356,7 +356,10 @@ impl Remote {
         let result = async {
             tx.send(buf.freeze()).await?;
             let clock = inner.node.clock();
-            let timeout = clock.sleep_until(clock.now() + inner.config.handshake_timeout);
+            let timeout = clock.sleep_until(plexus_runtime::clock::after(
+                clock.now(),
+                inner.config.handshake_timeout,
+            ));
             let first = tokio::select! {
                 r = rx.recv() => r?,
                 () = timeout => return Err(AttachError::Timeout { peer: Arc::clone(&peer) }),

@@ -140,7 +140,10 @@ impl<M> RemoteSink<M> {
     ) -> Result<(Arc<Session>, Answer), AskError> {
         let node = &self.remote.node;
         let now = node.now();
-        let mut deadline = now + prepared.timeout.unwrap_or_else(|| node.ask_timeout());
+        let mut deadline = plexus_runtime::clock::after(
+            now,
+            prepared.timeout.unwrap_or_else(|| node.ask_timeout()),
+        );
         if let Some(inherited) = prepared.inherited {
             deadline = deadline.min(inherited);
         }

@@ -45,13 +45,13 @@ impl Maintenance {
         let every = every.max(Duration::from_millis(1));
         let clock = Arc::clone(&topic.inner.clock);
         // The schedule starts now, not when the task first runs.
-        let mut next = clock.now() + every;
+        let mut next = crate::clock::after(clock.now(), every);
         let task = tokio::spawn(async move {
             for pass in 1.. {
                 clock.sleep_until(next).await;
                 let outcome = run_pass(&topic, pass).await;
                 // Missed passes are skipped, not run back to back.
-                next = (next + every).max(clock.now());
+                next = crate::clock::after(next, every).max(clock.now());
                 if let Err(e) = &outcome {
                     tracing::warn!(topic = topic.name(), error = %e, "scheduled maintenance failed; retrying next pass");
                 }

@@ -57,12 +57,12 @@ impl TimeMap {
         }
     }
 
-    /// The instant for `ms` (clamped to `now` if it cannot be represented).
+    /// The instant for `ms`: a time too far ahead for `Instant` stays far
+    /// ahead (see [`clock::after`](crate::clock::after)); one too far back
+    /// is clamped to `now`.
     pub fn to_instant(&self, ms: u64) -> Instant {
         if ms >= self.wall_ms {
-            self.now
-                .checked_add(Duration::from_millis(ms - self.wall_ms))
-                .unwrap_or(self.now)
+            crate::clock::after(self.now, Duration::from_millis(ms - self.wall_ms))
         } else {
             self.now
                 .checked_sub(Duration::from_millis(self.wall_ms - ms))

@@ -310,7 +310,11 @@ impl QueueCore {
         self.next_id += 1;
         let dedup_id: Option<Arc<str>> = msg.dedup_id.map(Arc::from);
         if let Some(key) = &dedup_id {
-            self.remember_dedup(Arc::clone(key), id, now + self.config.dedup_window);
+            self.remember_dedup(
+                Arc::clone(key),
+                id,
+                crate::clock::after(now, self.config.dedup_window),
+            );
         }
         let body = Arc::new(Body {
             payload: msg.payload,
@@ -319,7 +323,7 @@ impl QueueCore {
             dedup_id,
             enqueued_at: now,
         });
-        let not_before = now + msg.delay.unwrap_or_default();
+        let not_before = crate::clock::after(now, msg.delay.unwrap_or_default());
         self.actions.push_back(Action::Persist(Event::Enqueued {
             id,
             body: Arc::clone(&body),
@@ -443,7 +447,7 @@ impl QueueCore {
             self.dead_letter(id, reason, now);
         } else {
             let delay = nack.delay.unwrap_or_else(|| self.config.backoff(attempts));
-            let not_before = now + delay;
+            let not_before = crate::clock::after(now, delay);
             if let Some(e) = self.entries.get_mut(&id) {
                 e.not_before = not_before;
                 e.last_failure = Some(Arc::clone(&reason));
@@ -471,7 +475,7 @@ impl QueueCore {
         by: Duration,
         now: Instant,
     ) -> Result<Instant, AckError> {
-        let new_until = now + by.min(self.config.max_lease);
+        let new_until = crate::clock::after(now, by.min(self.config.max_lease));
         let entry = self.leased_entry(id, lease)?;
         let State::Leased {
             consumer, until, ..
@@ -876,7 +880,7 @@ impl QueueCore {
             }
             let lease = LeaseId(self.next_lease);
             self.next_lease += 1;
-            let until = now + self.config.lease;
+            let until = crate::clock::after(now, self.config.lease);
             e.state = State::Leased {
                 consumer,
                 lease,

@@ -57,6 +57,5 @@ pub fn budget(deadline: Instant, now: Instant) -> Duration {
 
 /// The local deadline of a request that arrived at `now` with `budget` left.
 pub fn deadline_from_budget(budget: Duration, now: Instant) -> Instant {
-    now.checked_add(budget)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+    crate::clock::after(now, budget)
 }

@@ -271,6 +271,31 @@ fn dedup_within_window_and_delay() {
     assert_eq!(r.advance(ms(1))[0].id, d.id);
 }
 
+/// `Duration::MAX` as a delay means "not in this lifetime": no overflow,
+/// and a restart reads it back as still far ahead, not as due now.
+#[test]
+fn a_delay_of_duration_max_saturates_and_survives_restart() {
+    let mut r = Rig::new();
+    let parked = r.enqueue(msg("never").delay(Duration::MAX));
+    let now = r.enqueue(msg("now"));
+    r.core.subscribe(10, r.now);
+    let got: Vec<_> = r.drain().iter().map(|g| g.id).collect();
+    assert_eq!(got, vec![now.id]);
+    // (The unacked "now" comes back when its lease runs out; "never" not.)
+    let later = r.advance(Duration::from_secs(10 * 365 * 86_400));
+    assert!(
+        later.iter().all(|g| g.id != parked.id),
+        "the parked message was delivered"
+    );
+    r.restart();
+    r.core.subscribe(10, r.now);
+    let got: Vec<_> = r.drain().iter().map(|g| g.id).collect();
+    assert!(
+        !got.contains(&parked.id),
+        "the parked message was delivered"
+    );
+}
+
 #[test]
 fn refused_delivery_does_not_count_and_pauses_the_consumer() {
     let mut r = Rig::new();
