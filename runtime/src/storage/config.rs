@@ -40,6 +40,11 @@ pub struct LogConfig {
     /// How long the writer may wait for more appends before writing a
     /// group. Zero (the default) writes as soon as the queue is drained;
     /// appends arriving during a sync still share the next write.
+    ///
+    /// The wait runs on the log's own writer thread, on the operating
+    /// system's monotonic clock, not the node's: it decides only how
+    /// appends are grouped into writes, never what is written or in what
+    /// order, so a simulation's results do not depend on it.
     pub linger: Duration,
     /// The writer stops collecting a group at this many bytes. Default 8 MiB.
     pub max_group_bytes: usize,

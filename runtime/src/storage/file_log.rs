@@ -340,7 +340,7 @@ fn run(mut log: SegmentLog, rx: &flume::Receiver<Command>, hwm: &watch::Sender<u
                 Err(_) => return,
             },
         };
-        let deadline = (!linger.is_zero()).then(|| Instant::now() + linger);
+        let deadline = (!linger.is_zero()).then(|| crate::clock::after(Instant::now(), linger));
         let mut next = Some(first);
         let mut bytes = 0usize;
         // Collect appends until the queue is empty (and linger is over),

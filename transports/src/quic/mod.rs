@@ -258,8 +258,9 @@ async fn dial_loop(inner: Arc<Inner>, peer: Arc<str>, addr: SocketAddr) {
             }
         }
         let delay = backoff(&inner, attempt);
+        let clock = inner.remote.node().clock();
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            () = clock.sleep_until(plexus_runtime::clock::after(clock.now(), delay)) => {}
             _ = stop.changed() => return,
         }
     }

@@ -1059,26 +1059,37 @@ impl Session {
                 w.wake();
             }
         }
-        for ch in lock(&self.channels).values() {
+        let mut channels: Vec<_> = lock(&self.channels).values().cloned().collect();
+        channels.sort_unstable_by_key(|ch| ch.id);
+        for ch in channels {
             ch.credits.close();
         }
-        for (_, call) in lock(&self.inbound).drain() {
+        // Each table is drained in correlation order, not hash order, so
+        // a seeded simulation wakes and cancels in the same order every run.
+        for (_, call) in sorted(lock(&self.inbound).drain()) {
             call.cancel.cancel();
         }
         let gone = AskError::PeerUnavailable {
             peer: Arc::clone(&self.peer),
         };
-        for (_, feed) in lock(&self.feeds).drain() {
+        for (_, feed) in sorted(lock(&self.feeds).drain()) {
             feed.fail(gone.clone());
         }
-        for (_, c) in lock(&self.credits).drain() {
+        for (_, c) in sorted(lock(&self.credits).drain()) {
             c.close();
         }
-        for (_, task) in lock(&self.uploads).drain() {
+        for (_, task) in sorted(lock(&self.uploads).drain()) {
             task.abort();
         }
         self.closed.notify_waiters();
     }
+}
+
+/// A drained table's entries, ordered by key.
+fn sorted<K: Ord, V>(entries: impl Iterator<Item = (K, V)>) -> Vec<(K, V)> {
+    let mut v: Vec<_> = entries.collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 fn target_name(target: Option<TargetRef<'_>>) -> Result<&str, WireError> {

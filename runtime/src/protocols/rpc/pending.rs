@@ -126,9 +126,12 @@ impl<W> Pending<W> {
         self.waiting.get_mut(&id)
     }
 
-    /// Every waiter, removed: the link went down.
-    pub fn drain(&mut self) -> impl Iterator<Item = W> + '_ {
-        self.waiting.drain().map(|(_, w)| w)
+    /// Every waiter, removed, in id order (the order the requests were
+    /// made, so failing them all is reproducible): the link went down.
+    pub fn drain(&mut self) -> impl Iterator<Item = W> + use<W> {
+        let mut all: Vec<_> = self.waiting.drain().collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all.into_iter().map(|(_, w)| w)
     }
 
     /// Requests awaiting an answer.

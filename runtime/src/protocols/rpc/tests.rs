@@ -4,6 +4,19 @@ use proptest::prelude::*;
 
 use super::*;
 
+#[test]
+fn a_lost_link_fails_waiters_in_the_order_they_asked() {
+    let mut pending = Pending::new();
+    let ids: Vec<u64> = (0..100).map(|i| pending.insert(i)).collect();
+    for id in ids.iter().step_by(3) {
+        pending.take(*id);
+    }
+    let left: Vec<u64> = pending.drain().collect();
+    let expected: Vec<u64> = (0..100).filter(|i| i % 3 != 0).collect();
+    assert_eq!(left, expected);
+    assert!(pending.is_empty());
+}
+
 proptest! {
     /// However sender and receiver interleave, the items in flight never
     /// exceed the window, and every item is eventually granted back.
