@@ -101,6 +101,16 @@ pub enum WireError {
         /// The producer's explanation.
         reason: String,
     },
+    /// The answer (a reply or a stream item) encoded to a frame larger than
+    /// the link carries; the handler ran, its answer was not sent. Send
+    /// less per message, or raise the frame limit on both nodes.
+    #[error("answer of {len} bytes exceeds the link's frame limit of {max}")]
+    TooLarge {
+        /// The encoded frame's size.
+        len: u64,
+        /// The link's limit.
+        max: u64,
+    },
 }
 
 impl WireError {
@@ -208,6 +218,10 @@ mod tests {
             },
             WireError::StreamAborted {
                 reason: "disk gone".into(),
+            },
+            WireError::TooLarge {
+                len: 2 << 20,
+                max: 1 << 20,
             },
         ];
         for err in all {

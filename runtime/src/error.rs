@@ -27,6 +27,11 @@ pub enum SendError<M> {
     /// earlier tell is reported by the next one, as a socket reports an
     /// unreachable port on its next send; this message was not sent. Fix
     /// the name or version, or wait for the actor to exist, then retry.
+    ///
+    /// Also this message itself, if it cannot go over the link at all:
+    /// `error` is then [`AskError::TooLarge`] (the encoded message exceeds
+    /// the link's frame limit). It was not sent; later, smaller tells are
+    /// unaffected.
     #[error("refused by the peer: {error}")]
     Rejected {
         /// The message that was not sent.
@@ -84,8 +89,8 @@ pub enum TrySendError<M> {
         /// The actor it was for.
         id: ActorId,
     },
-    /// Remote tells: the peer refused this kind of tell; see
-    /// [`SendError::Rejected`].
+    /// Remote tells: the peer refused this kind of tell, or this message
+    /// is too large for the link; see [`SendError::Rejected`].
     #[error("refused by the peer: {error}")]
     Rejected {
         /// The message that was not sent.
@@ -234,6 +239,19 @@ pub enum AskError {
     Remote {
         /// The peer's explanation.
         reason: Arc<str>,
+    },
+    /// Remote calls: the request, its reply or a stream item encoded to a
+    /// frame larger than the link carries (`max_frame` of the QUIC or
+    /// simulated link; 1 MiB by default). A request was not sent; for a
+    /// reply or an item, the handler ran but its answer was not delivered.
+    /// Send less per message (a stream of pieces), or raise the limit on
+    /// both nodes.
+    #[error("frame of {len} bytes exceeds the link's limit of {max}")]
+    TooLarge {
+        /// The encoded frame's size.
+        len: usize,
+        /// The link's limit.
+        max: usize,
     },
     /// Streams: the producer ended the stream early, with this reason (it
     /// called [`StreamSender::abort`](crate::stream::StreamSender::abort),

@@ -27,6 +27,7 @@ macro_rules! every_scenario {
             duplex_stream,
             tell_refusals,
             inbound_call_limit,
+            oversized_messages,
         );
     };
     (@on $road:ident: $($name:ident),* $(,)?) => {$(
@@ -118,6 +119,20 @@ remote_message!(Shout, "t.Shout", 1, input = String, output = String);
 
 /// The producer's local channel in `Numbers` and `Shout` handlers.
 pub const PRODUCER_CAPACITY: usize = 4;
+
+/// A reply of `n` bytes (to outgrow the frame limit with a small request).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Grow(pub usize);
+remote_message!(Grow, "t.Grow", 1, reply = String);
+
+/// A stream of strings of these sizes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Blobs(pub Vec<usize>);
+remote_message!(Blobs, "t.Blobs", 1, stream = String);
+
+/// The largest frame the test links carry (both roads), small so that a
+/// scenario can exceed it cheaply.
+pub const MAX_FRAME: usize = 64 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct NotExposed;
@@ -254,6 +269,27 @@ impl Handler<Numbers> for Service {
     }
 }
 
+impl Handler<Grow> for Service {
+    async fn handle(&mut self, Grow(n): Grow, _: &mut Context<Self>) -> String {
+        self.stats.handled.fetch_add(1, Ordering::SeqCst);
+        "x".repeat(n)
+    }
+}
+
+impl Handler<Blobs> for Service {
+    async fn handle(&mut self, Blobs(sizes): Blobs, _: &mut Context<Self>) -> ReplyStream<String> {
+        let (tx, items) = ReplyStream::channel(PRODUCER_CAPACITY);
+        tokio::spawn(async move {
+            for n in sizes {
+                if tx.send("y".repeat(n)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        items
+    }
+}
+
 impl Handler<Duplex<Shout>> for Service {
     async fn handle(&mut self, call: Duplex<Shout>, _: &mut Context<Self>) -> ReplyStream<String> {
         let mut input = call.input;
@@ -302,6 +338,8 @@ pub fn members(capacity: usize, count_delay: Duration) -> Vec<Member> {
                 .and_then(|b| b.expose::<PingV2>())
                 .and_then(|b| b.expose_stream::<Numbers>())
                 .and_then(|b| b.expose_duplex::<Shout>())
+                .and_then(|b| b.expose::<Grow>())
+                .and_then(|b| b.expose_stream::<Blobs>())
                 .expect("expose")
                 .max_inbound_calls(MAX_INBOUND_CALLS)
                 .build();
@@ -325,6 +363,8 @@ pub fn members(capacity: usize, count_delay: Duration) -> Vec<Member> {
             svc.expose::<PingV2>().unwrap();
             svc.expose::<Numbers>().unwrap();
             svc.expose::<Duplex<Shout>>().unwrap();
+            svc.expose::<Grow>().unwrap();
+            svc.expose::<Blobs>().unwrap();
             Member {
                 node,
                 remote,
@@ -351,7 +391,7 @@ pub async fn cluster(
     let mut ms = members(capacity, count_delay);
     match road {
         Road::Sim => {
-            let net = SimNetwork::with_clock(ms[0].node.clock().clone(), 42);
+            let net = SimNetwork::with_clock(ms[0].node.clock().clone(), 42).max_frame(MAX_FRAME);
             for (i, j) in [(0, 1), (1, 2), (0, 2)] {
                 let (x, y) = net.link(NAMES[i], NAMES[j]);
                 let (r1, r2) = tokio::join!(ms[i].remote.attach(x), ms[j].remote.attach(y));
@@ -388,6 +428,8 @@ pub mod scenarios;
 
 /// A QUIC endpoint for node `name` presenting `cert` and trusting `trusted`.
 pub fn endpoint(remote: &Remote, name: &str, cert: &NodeCert, trusted: &DevCa) -> QuicEndpoint {
-    let config = QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &trusted.cert_pem).unwrap();
+    let mut config =
+        QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &trusted.cert_pem).unwrap();
+    config.max_frame = MAX_FRAME;
     QuicEndpoint::start(remote, name, config).unwrap()
 }

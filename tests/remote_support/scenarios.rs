@@ -536,3 +536,68 @@ pub async fn inbound_call_limit(road: Road) {
     }
     assert_eq!(served, Some(Ok(0)));
 }
+
+/// A request, a reply, a stream item or a tell larger than the link's
+/// frame limit is a typed error at once, costs no tell credit, and leaves
+/// the link serving.
+pub async fn oversized_messages(road: Road) {
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let too_large = |r: &AskError| matches!(r, AskError::TooLarge { len, max } if *len > MAX_FRAME && *max == MAX_FRAME);
+    let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+    let big = "z".repeat(MAX_FRAME + 1);
+    let r = echo
+        .ask(Echo(big.clone()))
+        .timeout(Duration::from_secs(30))
+        .await;
+    assert!(r.as_ref().is_err_and(too_large), "{r:?}");
+
+    // The handler ran; its reply could not go: the caller hears it now,
+    // not at its 30 s deadline.
+    let grow: Recipient<Grow> = ms[0].remote.recipient("b", "svc");
+    let r = grow
+        .ask(Grow(MAX_FRAME + 1))
+        .timeout(Duration::from_secs(30))
+        .await;
+    assert!(r.as_ref().is_err_and(too_large), "{r:?}");
+    assert_eq!(grow.ask(Grow(3)).await.unwrap(), "xxx");
+
+    // A stream delivers the items before the oversized one, then its error.
+    let blobs: Recipient<Blobs> = ms[0].remote.stream_recipient("b", "svc");
+    let mut items = blobs
+        .ask(Blobs(vec![1, 2, MAX_FRAME + 1, 4]))
+        .timeout(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(items.next().await.unwrap().unwrap(), "y");
+    assert_eq!(items.next().await.unwrap().unwrap(), "yy");
+    let r = items.next().await.unwrap();
+    assert!(r.as_ref().is_err_and(too_large), "{r:?}");
+
+    // Tells: refused with the message back, and more of them than the
+    // channel's credit window, so a leaked credit would wedge the channel.
+    for _ in 0..2 * plexus_transports::remote::TELL_WINDOW {
+        match echo.tell(Echo(big.clone())).await {
+            Err(SendError::Rejected { msg, error }) => {
+                assert!(too_large(&error), "{error:?}");
+                assert_eq!(msg.0.len(), big.len());
+            }
+            other => panic!("{other:?}"),
+        }
+        match echo.try_tell(Echo(big.clone())) {
+            Err(TrySendError::Rejected { error, .. }) => assert!(too_large(&error), "{error:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let count: Recipient<Count> = ms[0].remote.recipient("b", "svc");
+    for n in 0..10 {
+        count.tell(Count(n)).await.unwrap();
+    }
+    let stats = &ms[1].stats;
+    eventually(
+        "small tells after refused ones",
+        Duration::from_secs(5),
+        || stats.seen.lock().unwrap().len() >= 10,
+    )
+    .await;
+    assert_eq!(echo.ask(Echo("still up".into())).await.unwrap(), "still up");
+}

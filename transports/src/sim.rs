@@ -25,7 +25,7 @@ use plexus_runtime::remote::{FrameReceiver, FrameSender, Link, LinkError};
 pub const SIM_LINK_CAPACITY: usize = 1024;
 
 /// Fault settings of a [`SimNetwork`].
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct SimConfig {
     /// One-way delay of every frame.
@@ -34,6 +34,20 @@ pub struct SimConfig {
     pub jitter: Duration,
     /// Probability (0.0–1.0) that a frame is dropped.
     pub loss: f64,
+    /// Largest frame a link carries, as the QUIC link's `max_frame`: a
+    /// larger one is refused with [`LinkError::TooLarge`]. Default 1 MiB.
+    pub max_frame: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            max_frame: plexus_codecs::FrameConfig::DEFAULT_MAX_FRAME,
+        }
+    }
 }
 
 /// A simulated network. Cheap to clone; clones share it.
@@ -145,6 +159,13 @@ impl SimNetwork {
         self
     }
 
+    /// Sets the largest frame the links carry (see [`SimConfig::max_frame`]).
+    #[must_use]
+    pub fn max_frame(self, max_frame: usize) -> Self {
+        lock(&self.inner.config).max_frame = max_frame;
+        self
+    }
+
     /// Changes the faults of a running network.
     pub fn set_config(&self, config: SimConfig) {
         *lock(&self.inner.config) = config;
@@ -236,13 +257,20 @@ impl SimSender {
 }
 
 impl SimSender {
-    /// When a frame sent now arrives (latency and jitter), or `None` if
-    /// the simulated network loses it; `send` and `try_send` alike.
-    fn deliver_at(&self) -> Result<Option<Instant>, LinkError> {
+    /// When a frame of `len` bytes sent now arrives (latency and jitter),
+    /// or `None` if the simulated network loses it; `send` and `try_send`
+    /// alike.
+    fn deliver_at(&self, len: usize) -> Result<Option<Instant>, LinkError> {
         if self.state.down.load(Ordering::Acquire) {
             return Err(self.closed());
         }
         let config = *lock(&self.net.config);
+        if len > config.max_frame {
+            return Err(LinkError::TooLarge {
+                len,
+                max: config.max_frame,
+            });
+        }
         if config.loss <= 0.0 && config.jitter.is_zero() {
             return Ok(Some(plexus_runtime::clock::after(
                 self.net.clock.now(),
@@ -273,7 +301,7 @@ impl SimSender {
 impl FrameSender for SimSender {
     fn send(&self, frame: Bytes) -> BoxFuture<'_, Result<(), LinkError>> {
         Box::pin(async move {
-            let Some(at) = self.deliver_at()? else {
+            let Some(at) = self.deliver_at(frame.len())? else {
                 return Ok(());
             };
             self.tx
@@ -286,7 +314,7 @@ impl FrameSender for SimSender {
     fn try_send(&self, frame: Bytes) -> Result<(), LinkError> {
         // Rolled before the room check: a frame that finds no room is
         // retried with `send`, which rolls again, as a resent packet would.
-        let Some(at) = self.deliver_at()? else {
+        let Some(at) = self.deliver_at(frame.len())? else {
             return Ok(());
         };
         self.tx.try_send((at, frame)).map_err(|e| match e {

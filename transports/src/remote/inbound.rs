@@ -374,6 +374,14 @@ impl<F: Future> Future for Scoped<F> {
     }
 }
 
+/// The wire error for a frame of `len` bytes over a link limit of `max`.
+pub(crate) fn too_large(len: usize, max: usize) -> WireError {
+    WireError::TooLarge {
+        len: len as u64,
+        max: max as u64,
+    }
+}
+
 /// An ask failure on this node as the caller should see it.
 pub(crate) fn to_wire(e: AskError) -> WireError {
     match e {
@@ -400,6 +408,7 @@ pub(crate) fn to_wire(e: AskError) -> WireError {
         AskError::StreamAborted { reason } => WireError::StreamAborted {
             reason: reason.to_string(),
         },
+        AskError::TooLarge { len, max } => too_large(len, max),
         other => WireError::BadPayload {
             reason: other.to_string(),
         },
@@ -439,6 +448,10 @@ pub(crate) fn from_wire(e: WireError, peer: &str) -> AskError {
         },
         WireError::StreamAborted { reason } => AskError::StreamAborted {
             reason: reason.into(),
+        },
+        WireError::TooLarge { len, max } => AskError::TooLarge {
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+            max: usize::try_from(max).unwrap_or(usize::MAX),
         },
         other => AskError::Remote {
             reason: other.to_string().into(),

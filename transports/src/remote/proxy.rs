@@ -9,7 +9,7 @@ use plexus_codecs::{
     Codec, Envelope, Kind, MessageId, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply,
     Target, WireError, WireMessage, WireStr,
 };
-use plexus_runtime::remote::current_call;
+use plexus_runtime::remote::{LinkError, current_call};
 use plexus_runtime::stream::{Duplex, ReplyStream};
 use plexus_runtime::trace::TraceContext;
 use plexus_runtime::{ActorId, AskError, BoxFuture, Message, MessageSink, SendError, TrySendError};
@@ -171,11 +171,14 @@ impl<M> RemoteSink<M> {
             .map_err(|e| from_wire(e, &self.peer))?;
         drop(msg);
         registered(s, corr);
-        if s.send(frame).await.is_err() {
+        if let Err(e) = s.send(frame).await {
             guard.armed = false;
             lock(&s.pending).take(corr);
             s.forget_stream(corr, true);
-            return Err(self.unavailable());
+            return Err(match e {
+                LinkError::TooLarge { len, max } => AskError::TooLarge { len, max },
+                _ => self.unavailable(),
+            });
         }
         sent(s, corr);
         let sleep = plexus_runtime::remote::deadline(node, deadline);
@@ -314,9 +317,14 @@ impl<M: WireMessage + Message> RemoteSink<M> {
         };
         match s.tx.try_send(frame) {
             Ok(()) => Ok(()),
-            Err(plexus_runtime::remote::LinkError::Full { .. }) => {
+            Err(LinkError::Full { .. }) => {
                 ch.credits.add_permits(1);
                 Err(full(msg))
+            }
+            Err(LinkError::TooLarge { len, max }) => {
+                ch.credits.add_permits(1);
+                let error = AskError::TooLarge { len, max };
+                Err(TrySendError::Rejected { msg, error })
             }
             Err(_) => Err(TrySendError::Closed { msg, id }),
         }
@@ -353,6 +361,11 @@ impl<M: WireMessage + Message> RemoteSink<M> {
             };
             match s.tx.send(frame).await {
                 Ok(()) => Ok(()),
+                Err(LinkError::TooLarge { len, max }) => {
+                    ch.credits.add_permits(1);
+                    let error = AskError::TooLarge { len, max };
+                    Err(SendError::Rejected { msg, error })
+                }
                 Err(_) => Err(SendError::Closed { msg, id }),
             }
         })

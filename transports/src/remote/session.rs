@@ -506,13 +506,23 @@ impl Session {
     /// Send a control frame without waiting: now if the link has room,
     /// else from a task.
     pub(crate) fn send_soon(&self, frame: Bytes) {
-        if let Err(plexus_runtime::remote::LinkError::Full { .. }) = self.tx.try_send(frame.clone())
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            let tx = Arc::clone(&self.tx);
-            rt.spawn(async move {
-                let _ = tx.send(frame).await;
-            });
+        let _ = self.try_send_soon(frame);
+    }
+
+    /// As [`send_soon`](Self::send_soon), saying whether the link refused
+    /// the frame outright (`Closed`, `TooLarge`); a full link is no error.
+    fn try_send_soon(&self, frame: Bytes) -> Result<(), LinkError> {
+        match self.tx.try_send(frame.clone()) {
+            Err(LinkError::Full { .. }) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let tx = Arc::clone(&self.tx);
+                    rt.spawn(async move {
+                        let _ = tx.send(frame).await;
+                    });
+                }
+                Ok(())
+            }
+            sent => sent,
         }
     }
 
@@ -989,11 +999,24 @@ impl Session {
         if lock(&self.inbound).remove(&corr).is_none() {
             return; // cancelled meanwhile
         }
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) => encode(&Envelope::error(corr, &e)),
-        };
-        self.send_soon(frame);
+        match frame {
+            Ok(frame) => {
+                if let Err(LinkError::TooLarge { len, max }) = self.try_send_soon(frame) {
+                    self.send_too_large(corr, len, max, true);
+                }
+            }
+            Err(e) => self.send_error(corr, &e),
+        }
+    }
+
+    /// Tell the caller of `corr` that its answer (a reply, or a stream item
+    /// when `from_callee`) was `len` bytes, more than the link's `max`, so
+    /// it learns now rather than at its deadline.
+    pub(crate) fn send_too_large(&self, corr: u64, len: usize, max: usize, from_callee: bool) {
+        tracing::warn!(peer = %self.peer, correlation = corr, len, max, "answer too large for the link");
+        let mut env = Envelope::error(corr, &super::inbound::too_large(len, max));
+        env.from_callee = from_callee;
+        self.send_soon(encode(&env));
     }
 
     /// Serve our peer's unary ask `corr`: send its reply frame, or its
@@ -1011,7 +1034,9 @@ impl Session {
             Ok(frame) => frame,
             Err(e) => encode(&Envelope::error(corr, &e)),
         };
-        let _ = self.send(frame).await;
+        if let Err(LinkError::TooLarge { len, max }) = self.send(frame).await {
+            self.send_too_large(corr, len, max, true);
+        }
     }
 
     /// Serve our peer's streaming ask `corr`: open the reply stream and

@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use plexus_codecs::{Codec, CodecKind, Envelope, Kind, WireError};
 use plexus_runtime::AskError;
 use plexus_runtime::protocols::rpc::RecvWindow;
+use plexus_runtime::remote::LinkError;
 use plexus_runtime::stream::{ReplyStream, StreamSource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -244,8 +245,13 @@ pub(crate) async fn pump(
                 return;
             }
         };
-        if session.send(frame).await.is_err() {
-            return;
+        match session.send(frame).await {
+            Ok(()) => {}
+            Err(LinkError::TooLarge { len, max }) => {
+                session.send_too_large(corr, len, max, from_callee);
+                return;
+            }
+            Err(_) => return,
         }
     }
 }
