@@ -179,10 +179,11 @@ pub enum AskError {
         /// The panic message, if it was a string.
         message: Arc<str>,
     },
-    /// The mailbox was full (`try_ask`: use `ask`, which waits), or a remote
-    /// node refused the call because it already serves as many calls from
-    /// this node as it allows (its `RemoteConfig::max_inbound_calls`):
-    /// retry later, or shed load. The request was not handled.
+    /// A remote node refused the call: the target's mailbox was full, or
+    /// the node already serves as many calls from this node as it allows
+    /// (its `RemoteConfig::max_inbound_calls`); `id` is then
+    /// [`ActorId::REMOTE`]. Retry later, or shed load. The request was not
+    /// handled. (A local `ask` waits for mailbox room instead.)
     #[error("mailbox of actor {id} is full")]
     Full {
         /// The actor.
@@ -262,6 +263,16 @@ pub enum AskError {
         /// The producer's explanation.
         reason: Arc<str>,
     },
+}
+
+impl AskError {
+    /// Whether the ask ran out of time: [`Timeout`](Self::Timeout) (a local
+    /// actor) or [`DeadlineExceeded`](Self::DeadlineExceeded) (a remote
+    /// one). Code behind a [`Recipient`](crate::Recipient) that may be either
+    /// matches this instead of both variants.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. } | Self::DeadlineExceeded)
+    }
 }
 
 /// Why a spawn failed.

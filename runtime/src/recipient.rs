@@ -5,6 +5,13 @@
 //! trait is the seam for the others: a proxy to an actor on another node, a
 //! WebSocket session, a queue consumer. Code written against `Recipient<M>`
 //! cannot tell them apart.
+//!
+//! Two differences show only in failures. A local ask that runs out of time
+//! fails with [`AskError::Timeout`], a remote one with
+//! [`AskError::DeadlineExceeded`]: match [`AskError::is_timeout`] to treat
+//! them alike. And dropping an ask's future abandons a local request (it
+//! is still handled once queued; the reply is dropped) but cancels a remote
+//! one (its handler is dropped at its next `.await`, or never runs).
 
 use std::fmt;
 use std::future::{Future, IntoFuture};

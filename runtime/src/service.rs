@@ -6,7 +6,10 @@
 //! Each call is one [`ask`](ActorRef::ask) with the node's default
 //! deadline; the service's error is [`AskError`]. `poll_ready` is ready
 //! while the actor is alive (a stopped actor answers `AskError::Closed`);
-//! the mailbox's own backpressure applies inside the call.
+//! the mailbox's own backpressure applies inside the call. A full mailbox
+//! therefore does not make the service unready: to shed load, put
+//! `load_shed` outside a `concurrency_limit`, which is what turns "too
+//! many calls in flight" into not ready.
 //!
 //! # Examples
 //!
@@ -114,6 +117,25 @@ mod tests {
         assert_eq!(svc.ready().await.unwrap().call(Nap(10)).await.unwrap(), 10);
         let late = svc.ready().await.unwrap().call(Nap(500)).await;
         assert!(late.unwrap_err().is::<tower::timeout::error::Elapsed>());
+    }
+
+    /// As the module docs say: `load_shed` over `concurrency_limit` refuses
+    /// a call while the limit's one slot is taken, and serves once it is free.
+    #[tokio::test(start_paused = true)]
+    async fn load_shed_over_a_concurrency_limit_sheds() {
+        let node = Node::builder().build();
+        let mut svc = ServiceBuilder::new()
+            .load_shed()
+            .concurrency_limit(1)
+            .service(node.spawn(Sleepy).recipient::<Nap>());
+        let busy = svc.ready().await.unwrap().call(Nap(100));
+        let shed = svc.ready().await.unwrap().call(Nap(1)).await;
+        assert!(
+            shed.unwrap_err()
+                .is::<tower::load_shed::error::Overloaded>()
+        );
+        assert_eq!(busy.await.unwrap(), 100);
+        assert_eq!(svc.ready().await.unwrap().call(Nap(1)).await.unwrap(), 1);
     }
 
     #[tokio::test]

@@ -95,6 +95,7 @@ async fn ask_times_out_on_the_node_clock_and_the_late_reply_is_dropped() {
             after: Duration::from_secs(1)
         }
     );
+    assert!(err.is_timeout());
 
     // The handler finishes later; its reply has nowhere to go and is freed.
     gate.add_permits(1);

@@ -129,6 +129,10 @@ pub async fn expired_while_queued(road: Road) {
         .timeout(Duration::from_millis(50))
         .await;
     assert_eq!(r, Err(AskError::DeadlineExceeded));
+    assert!(
+        r.unwrap_err().is_timeout(),
+        "local and remote timeouts read alike"
+    );
     assert!(start.elapsed() < Duration::from_millis(250));
     assert_eq!(blocker.await.unwrap(), Ok(300));
     // The echo queues behind the expired ask in the same mailbox: once it
