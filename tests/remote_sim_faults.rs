@@ -73,3 +73,66 @@ async fn a_partition_closes_the_link_and_a_new_link_heals_it() {
     r2.unwrap();
     assert_eq!(echo.ask(Echo("back".into())).await.unwrap(), "back");
 }
+
+/// A node whose handshake names another node than the link's peer is
+/// refused: the link's peer is the identity that was checked (over QUIC,
+/// against its certificate), and the session must not live under a
+/// different name than the one the node claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_naming_another_node_is_refused() {
+    let ms = members(64, Duration::ZERO);
+    let net = SimNetwork::with_clock(ms[0].node.clock().clone(), 5);
+    // Node "c" sits at the end of a link that "a" believes goes to "b".
+    let (x, y) = net.link("a", "b");
+    let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[2].remote.attach(y));
+    match r1 {
+        Err(plexus_transports::remote::AttachError::Identity { peer, claimed }) => {
+            assert_eq!((&*peer, claimed.as_str()), ("b", "c"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(ms[0].remote.peers().is_empty());
+    // "c" found nothing wrong (the link's peer "a" is who it claims), but
+    // the link is gone under it.
+    if let Ok(conn) = r2 {
+        tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .expect("c's session ends with the link");
+    }
+}
+
+/// A peer that never answers the handshake is given up after the
+/// builder's `handshake_timeout`, on the node's clock.
+#[tokio::test]
+async fn the_handshake_times_out_on_the_nodes_clock() {
+    let clock = plexus_runtime::clock::ManualClock::new();
+    let node = Node::builder().name("a").clock(clock.clone()).build();
+    let remote = plexus_transports::remote::Remote::builder(&node)
+        .handshake_timeout(Duration::from_secs(3))
+        .build();
+    let net = SimNetwork::with_clock(node.clock().clone(), 1);
+    let (x, _silent) = net.link("a", "b");
+    let mut attach = Box::pin(remote.attach(x));
+    let mut advanced = Duration::ZERO;
+    let result = loop {
+        tokio::select! {
+            biased;
+            r = &mut attach => break r,
+            () = tokio::task::yield_now() => {}
+        }
+        assert!(
+            advanced < Duration::from_secs(60),
+            "no timeout after {advanced:?}"
+        );
+        clock.advance(Duration::from_secs(1));
+        advanced += Duration::from_secs(1);
+    };
+    assert!(
+        matches!(result, Err(plexus_transports::remote::AttachError::Timeout { ref peer }) if &**peer == "b"),
+        "{result:?}"
+    );
+    assert!(
+        advanced >= Duration::from_secs(3),
+        "gave up after {advanced:?}"
+    );
+}

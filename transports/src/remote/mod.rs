@@ -97,6 +97,17 @@ pub enum AttachError {
         /// The peer.
         peer: Arc<str>,
     },
+    /// The peer's handshake gives another node name than the link's peer
+    /// (over QUIC: the name its certificate was verified for). The node's
+    /// name (`NodeBuilder::name`) and the name its endpoint is started
+    /// with must be the same; fix the peer's configuration.
+    #[error("the link is to {peer}, but its handshake names node {claimed:?}")]
+    Identity {
+        /// The link's (verified) peer.
+        peer: Arc<str>,
+        /// The node name in the peer's handshake.
+        claimed: String,
+    },
     /// Both nodes dialed each other; both keep the link opened by the node
     /// whose name sorts first, and this is the other one. Use the kept
     /// link ([`Remote::connection`]); nothing is wrong.
@@ -229,7 +240,8 @@ impl RemoteBuilder {
         self
     }
 
-    /// Settings.
+    /// All settings at once; replaces what earlier setters chose (call the
+    /// single setters after it to adjust one).
     pub fn config(mut self, config: RemoteConfig) -> Self {
         self.config = config;
         self
@@ -238,12 +250,21 @@ impl RemoteBuilder {
     /// How many calls from one peer this node serves at once
     /// ([`RemoteConfig::max_inbound_calls`]; at least 1).
     pub fn max_inbound_calls(mut self, n: usize) -> Self {
-        self.config.max_inbound_calls = n.max(1);
+        self.config.max_inbound_calls = n;
         self
     }
 
-    /// Make the endpoint.
-    pub fn build(self) -> Remote {
+    /// How long [`Remote::attach`] waits for the peer's handshake
+    /// ([`RemoteConfig::handshake_timeout`]; default 5 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Make the endpoint. A `max_inbound_calls` of 0 (which would refuse
+    /// every call) is taken as 1.
+    pub fn build(mut self) -> Remote {
+        self.config.max_inbound_calls = self.config.max_inbound_calls.max(1);
         Remote {
             inner: Arc::new(RemoteInner {
                 node: self.node,
@@ -365,6 +386,12 @@ impl Remote {
                 () = timeout => return Err(AttachError::Timeout { peer: Arc::clone(&peer) }),
             };
             let theirs = Handshake::decode(&first)?;
+            if theirs.node_id != *peer {
+                return Err(AttachError::Identity {
+                    peer: Arc::clone(&peer),
+                    claimed: theirs.node_id,
+                });
+            }
             Ok(check_compat(&hello, &theirs)?)
         }
         .await;
