@@ -95,3 +95,37 @@ async fn the_dialer_reconnects_after_the_link_drops() {
     assert!(ok, "asks work again after reconnecting");
     eps[0].close();
 }
+
+/// A peer with a valid certificate that connects and then says nothing
+/// (no stream, no name) is dropped after the handshake timeout, although
+/// its keepalives would keep the connection itself up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_peer_that_never_speaks_is_dropped() {
+    use plexus_transports::quic::QuicConfig;
+    use plexus_transports::remote::Remote;
+    let node = Node::builder().name("b").build();
+    let remote = Remote::builder(&node)
+        .handshake_timeout(Duration::from_millis(300))
+        .build();
+    let ca = DevCa::generate("trusted").unwrap();
+    let b = endpoint(&remote, "b", &ca.issue("b").unwrap(), &ca);
+    let a_cert = ca.issue("a").unwrap();
+    let a = QuicConfig::from_pem(&a_cert.cert_pem, &a_cert.key_pem, &ca.cert_pem).unwrap();
+    let mut client =
+        quinn::Endpoint::client(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    client.set_default_client_config(a.client_config().unwrap());
+    let conn = client
+        .connect(b.local_addr().unwrap(), "b")
+        .unwrap()
+        .await
+        .expect("the TLS handshake succeeds: the certificate is valid");
+    eventually(
+        "b gives up on the silent peer",
+        Duration::from_secs(10),
+        || b.stats().refused == 1,
+    )
+    .await;
+    assert_eq!(b.stats().accepted, 0);
+    assert!(remote.peers().is_empty());
+    drop(conn);
+}

@@ -302,16 +302,30 @@ async fn accept(inner: &Inner, incoming: quinn::Incoming) -> Result<(), QuicErro
         peer: addr.clone(),
         reason,
     };
-    // A client whose certificate the CA did not sign fails here, in the
-    // TLS handshake: no stream is ever opened, no actor reached.
-    let conn = incoming.await.map_err(|e| err(e.to_string()))?;
-    let certs = conn
-        .peer_identity()
-        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .ok_or_else(|| QuicError::Identity("no client certificate".into()))?;
-    let (send, recv) = conn.accept_bi().await.map_err(|e| err(e.to_string()))?;
-    let mut link = link::link("?".into(), conn.clone(), send, recv, inner.config.max_frame);
-    let claimed = link.rx.recv().await.map_err(|e| err(e.to_string()))?;
+    // The TLS handshake, the stream and the claimed name must all come
+    // within the handshake timeout: keepalives would otherwise let a
+    // connected peer hold this task for ever.
+    let clock = inner.remote.node().clock();
+    let limit = inner.remote.config().handshake_timeout;
+    let opening = async {
+        // A client whose certificate the CA did not sign fails here, in
+        // the TLS handshake: no stream is ever opened, no actor reached.
+        let conn = incoming.await.map_err(|e| err(e.to_string()))?;
+        let certs = conn
+            .peer_identity()
+            .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .ok_or_else(|| QuicError::Identity("no client certificate".into()))?;
+        let (send, recv) = conn.accept_bi().await.map_err(|e| err(e.to_string()))?;
+        let mut link = link::link("?".into(), conn.clone(), send, recv, inner.config.max_frame);
+        let claimed = link.rx.recv().await.map_err(|e| err(e.to_string()))?;
+        Ok::<_, QuicError>((conn, certs, link, claimed))
+    };
+    let (conn, certs, mut link, claimed) = tokio::select! {
+        r = opening => r?,
+        () = clock.sleep_until(plexus_runtime::clock::after(clock.now(), limit)) => {
+            return Err(err(format!("no stream and name within {limit:?}")));
+        }
+    };
     let name = std::str::from_utf8(&claimed)
         .map_err(|_| QuicError::Identity("name is not UTF-8".into()))?
         .to_owned();

@@ -353,6 +353,11 @@ impl Remote {
         &self.inner.node
     }
 
+    /// The endpoint's settings.
+    pub fn config(&self) -> &RemoteConfig {
+        &self.inner.config
+    }
+
     /// Run the rpc protocol over `link`: exchange handshakes, then serve the
     /// peer until the link closes. One link per pair of nodes: a new link
     /// opened from the same side as the live one replaces it (a reconnect);
