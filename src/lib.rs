@@ -37,8 +37,19 @@ pub use plexus_runtime::*;
 
 /// The wire layer: codecs, envelope, framing.
 pub use plexus_codecs as codecs;
-/// Links between nodes and gateways for outside clients.
+/// Links between nodes (QUIC with mutual TLS, a simulated network) and the
+/// rpc driver that runs over them.
 pub use plexus_transports as transports;
+
+/// The names most plexus code uses: the core's
+/// [`prelude`](plexus_runtime::prelude), plus what remote services need
+/// ([`remote_message!`](plexus_codecs::remote_message) and
+/// [`Remote`](plexus_transports::remote::Remote)).
+pub mod prelude {
+    pub use plexus_codecs::remote_message;
+    pub use plexus_runtime::prelude::*;
+    pub use plexus_transports::remote::Remote;
+}
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -63,3 +63,39 @@ async fn a_service_behind_a_recipient_through_the_facade() {
         Err(SendError::Closed { .. })
     ));
 }
+
+/// A remote service needs nothing beyond `plexus::prelude` for its message
+/// and its endpoint; here two nodes talk over the simulated network.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Greet(String);
+remote_message!(Greet, "facade.Greet", 1, reply = String);
+
+struct Greeter;
+impl Actor for Greeter {}
+impl Handler<Greet> for Greeter {
+    async fn handle(&mut self, Greet(who): Greet, _: &mut Context<Self>) -> String {
+        format!("hello, {who}")
+    }
+}
+
+#[tokio::test]
+async fn the_prelude_is_enough_for_a_remote_service() {
+    let server = Node::builder().name("server").build();
+    let client = Node::builder().name("client").build();
+    let greeter = server
+        .spawn_with(SpawnOptions::new().name("greeter"), Greeter)
+        .unwrap();
+    greeter.expose::<Greet>().unwrap();
+    let rs = Remote::builder(&server).expose::<Greet>().unwrap().build();
+    let rc = Remote::builder(&client).build();
+    let net = plexus::transports::sim::SimNetwork::with_clock(client.clock().clone(), 1);
+    let (c, s) = net.link("client", "server");
+    let (a, b) = tokio::join!(rc.attach(c), rs.attach(s));
+    a.unwrap();
+    b.unwrap();
+    let greet: Recipient<Greet> = rc.recipient("server", "greeter");
+    assert_eq!(
+        greet.ask(Greet("plexus".into())).await.unwrap(),
+        "hello, plexus"
+    );
+}

@@ -102,7 +102,7 @@ pub use node::{Node, NodeBuilder, ShutdownReport};
 pub use recipient::{BoxFuture, MessageSink, Recipient, RecipientAsk, ReplyFn};
 pub use registry::Registry;
 pub use spawn::{Mailbox, SpawnOptions};
-pub use stream::{Duplex, DuplexMessage, ReplyStream, StreamSender};
+pub use stream::{Duplex, DuplexMessage, ReplyStream, StreamSendError, StreamSender};
 pub use timer::TimerId;
 
 /// The names every actor file uses.

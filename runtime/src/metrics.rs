@@ -255,6 +255,14 @@ pub struct NodeMetrics {
     pub handled: u64,
     /// Sum of `restarts` over live actors.
     pub restarts: u64,
+    /// Sum of `panics` over live actors.
+    pub panics: u64,
+    /// Sum of `expired` over live actors.
+    pub expired: u64,
+    /// Sum of `rejected` over live actors.
+    pub rejected: u64,
+    /// Sum of `dropped` over live actors.
+    pub dropped: u64,
     /// Sum of mailbox depths over live actors.
     pub mailbox_depth: usize,
     /// Handling-time histogram merged over live actors.

@@ -412,6 +412,10 @@ impl Node {
             );
             m.handled += s.handled;
             m.restarts += s.restarts;
+            m.panics += s.panics;
+            m.expired += s.expired;
+            m.rejected += s.rejected;
+            m.dropped += s.dropped;
             m.mailbox_depth += s.mailbox_depth;
             m.handling_time.merge(&s.handling_time);
             m.actors.push(s);

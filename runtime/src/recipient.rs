@@ -204,7 +204,9 @@ impl<M: Message> Recipient<M> {
     ///
     /// # Errors
     ///
-    /// `Full` or `Closed`, each with the message.
+    /// `Full` or `Closed`, each with the message; for a remote recipient
+    /// also `Rejected` (the peer refused this kind of tell, or the message
+    /// is too large for the link).
     pub fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
         self.sink.try_tell(msg)
     }
@@ -213,7 +215,8 @@ impl<M: Message> Recipient<M> {
     ///
     /// # Errors
     ///
-    /// `Closed` with the message.
+    /// `Closed` with the message; for a remote recipient also `Rejected`
+    /// (see [`SendError::Rejected`]).
     ///
     /// # Cancel safety
     ///

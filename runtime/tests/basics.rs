@@ -130,6 +130,7 @@ async fn an_ask_whose_deadline_passes_in_the_queue_is_not_handled() {
         "expired ask was handled"
     );
     assert_eq!(a.metrics().expired, 1);
+    assert_eq!(node.metrics().expired, 1, "the node's total");
 }
 
 /// A task's finished ask leaves its deadline entry for the task's next ask,
