@@ -88,7 +88,26 @@ impl Queue {
         config.validate().map_err(OpenError::InvalidConfig)?;
         let dir = data_dir.as_ref().join(name);
         let map = store::time_map(node.now(), node.clock().wall());
-        let opened = store::open(&dir, &config, map).await?;
+        // Replaying a queue reads and decodes its whole log and may delete
+        // directories: blocking work, kept off the runtime's workers (two
+        // on a small machine) so other actors keep running meanwhile.
+        let rt = tokio::runtime::Handle::current();
+        let (at, cfg) = (dir.clone(), config.clone());
+        let opened =
+            match tokio::task::spawn_blocking(move || rt.block_on(store::open(&at, &cfg, map)))
+                .await
+            {
+                Ok(opened) => opened?,
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(_) => {
+                        return Err(OpenError::Io {
+                            path: dir,
+                            source: std::io::Error::other("the runtime shut down during open"),
+                        });
+                    }
+                },
+            };
         let name: Arc<str> = Arc::from(name);
         let actor = QueueActor::new(Arc::clone(&name), dir, opened);
         // Acks from every consumer converge here: a deep mailbox keeps
