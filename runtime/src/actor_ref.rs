@@ -217,6 +217,14 @@ impl<A: Actor> ActorRef<A> {
     /// let echo = node.spawn(Echo);
     /// assert_eq!(echo.ask(Ping(7)).await?, 7);
     /// assert_eq!(echo.ask(Ping(8)).timeout(Duration::from_millis(500)).await?, 8);
+    ///
+    /// // The request borrows the reference (no clone per ask). To ask from
+    /// // another task, move a clone there: references are cheap to clone.
+    /// let task = tokio::spawn({
+    ///     let echo = echo.clone();
+    ///     async move { echo.ask(Ping(9)).await }
+    /// });
+    /// assert_eq!(task.await.expect("task ran")?, 9);
     /// # Ok(()) }
     /// ```
     pub fn ask<M>(&self, msg: M) -> AskRequest<'_, A, M>
