@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use plexus_codecs::envelope::MAX_BINDING;
 use plexus_codecs::{
-    Agreed, Codec, CodecKind, Envelope, EnvelopeRef, Kind, Target, TargetRef, TraceParent,
-    WireError, WireMessage, WireStr,
+    Agreed, BoundTell, Codec, CodecKind, Envelope, EnvelopeError, EnvelopeRef, Kind, Target,
+    TargetRef, TraceParent, WireError, WireMessage, WireStr,
 };
 use plexus_runtime::protocols::rpc::{IdHasher, Pending, RecvWindow};
 use plexus_runtime::remote::{
@@ -220,54 +221,64 @@ impl<'a> From<&EnvelopeRef<'a>> for TellRef<'a> {
     }
 }
 
-/// The header of the last plain tell read (no deadline, trace or
-/// metadata). A sender's plain tells on one channel share their header
-/// byte for byte (it caches it), so a frame that starts with these bytes
-/// has this header and the rest is its payload: it is read without
-/// decoding.
+/// What a peer's bindings stand for ([`BoundTell`]): the header of the
+/// plain tell that bound each, by binding.
 #[derive(Default)]
-struct LastTell {
-    header: Vec<u8>,
+struct Bindings {
+    list: Vec<Option<Binding>>,
+}
+
+struct Binding {
     channel: u64,
     name: String,
     version: u32,
     target: String,
 }
 
-impl LastTell {
-    /// The tell in `frame`, if its header is the last one's.
-    fn repeat<'a>(&'a self, frame: &'a [u8]) -> Option<TellRef<'a>> {
-        let payload = frame.strip_prefix(self.header.as_slice())?;
-        (!self.header.is_empty()).then_some(TellRef {
-            channel: self.channel,
-            message: Some((&self.name, self.version)),
-            target: Some(TargetRef::Name(&self.target)),
+impl Bindings {
+    /// Bind `binding` (at most [`MAX_BINDING`], checked by the decoder) to
+    /// the header of `tell`, a plain tell; a binding made again is replaced.
+    fn bind(&mut self, binding: u64, tell: &EnvelopeRef<'_>) {
+        let (Some((name, version)), Some(TargetRef::Name(target)), Ok(at)) =
+            (tell.message, tell.target, usize::try_from(binding))
+        else {
+            return;
+        };
+        if at > MAX_BINDING as usize {
+            return;
+        }
+        if self.list.len() <= at {
+            self.list.resize_with(at + 1, || None);
+        }
+        let slot = self.list[at].get_or_insert_with(|| Binding {
+            channel: 0,
+            name: String::new(),
+            version: 0,
+            target: String::new(),
+        });
+        slot.channel = tell.correlation;
+        slot.name.clear();
+        slot.name.push_str(name);
+        slot.version = version;
+        slot.target.clear();
+        slot.target.push_str(target);
+    }
+
+    /// The lean tell of `binding` with `payload`.
+    fn tell<'a>(&'a self, binding: u64, payload: &'a [u8]) -> Result<TellRef<'a>, EnvelopeError> {
+        let bound = usize::try_from(binding)
+            .ok()
+            .and_then(|at| self.list.get(at))
+            .and_then(Option::as_ref)
+            .ok_or(EnvelopeError::UnknownBinding { binding })?;
+        Ok(TellRef {
+            channel: bound.channel,
+            message: Some((&bound.name, bound.version)),
+            target: Some(TargetRef::Name(&bound.target)),
             deadline: None,
             traceparent: None,
             payload,
         })
-    }
-
-    /// Remember the header of `env`, read from `frame`, if it is plain.
-    fn remember(&mut self, frame: &[u8], env: &EnvelopeRef<'_>) {
-        let (Some((name, version)), Some(TargetRef::Name(target))) = (env.message, env.target)
-        else {
-            return;
-        };
-        if env.deadline.is_some() || env.traceparent.is_some() || env.has_metadata() {
-            return;
-        }
-        let Some(header) = frame.get(..frame.len() - env.payload.len()) else {
-            return;
-        };
-        self.header.clear();
-        self.header.extend_from_slice(header);
-        self.channel = env.correlation;
-        self.name.clear();
-        self.name.push_str(name);
-        self.version = version;
-        self.target.clear();
-        self.target.push_str(target);
     }
 }
 
@@ -345,6 +356,8 @@ pub(crate) struct Session {
     channels: Mutex<HashMap<WireStr, Arc<TellChannel>>>,
     channels_by_id: Mutex<HashMap<u64, Arc<TellChannel>>>,
     next_channel: AtomicU64,
+    /// The bindings of our tells' headers, by (target, message, version).
+    bindings: Mutex<HashMap<(WireStr, &'static str, u32), u64>>,
     inbound: Mutex<HashMap<u64, InboundCall, IdHasher>>,
     /// Streams being received, by (call, whether the items come from its
     /// callee): our calls' reply streams and our served calls' inputs.
@@ -375,6 +388,7 @@ impl Session {
             channels: Mutex::new(HashMap::new()),
             channels_by_id: Mutex::new(HashMap::new()),
             next_channel: AtomicU64::new(1),
+            bindings: Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::default()),
             feeds: Mutex::new(HashMap::new()),
             credits: Mutex::new(HashMap::new()),
@@ -474,6 +488,25 @@ impl Session {
             lock(&self.channels_by_id).insert(id, Arc::clone(&ch));
             ch
         }))
+    }
+
+    /// The binding of plain tells of `name` at `version` to `target`, made
+    /// on first use; `None` once every binding is taken (those tells then
+    /// carry their whole header).
+    pub(crate) fn binding(
+        &self,
+        target: &WireStr,
+        name: &'static str,
+        version: u32,
+    ) -> Option<u64> {
+        let mut bindings = lock(&self.bindings);
+        let next = bindings.len() as u64;
+        match bindings.entry((target.clone(), name, version)) {
+            std::collections::hash_map::Entry::Occupied(at) => Some(*at.get()),
+            std::collections::hash_map::Entry::Vacant(at) => {
+                (next <= MAX_BINDING).then(|| *at.insert(next))
+            }
+        }
     }
 
     /// A tell or ask frame: header, then `msg` encoded straight after it.
@@ -612,7 +645,7 @@ impl Session {
         // This task's waker, to start the asks of a burst as they arrive.
         let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let mut burst = 0;
-        let mut last_tell = LastTell::default();
+        let mut bindings = Bindings::default();
         loop {
             let ready = if burst < BURST { rx.try_recv() } else { None };
             let next = if let Some(frame) = ready {
@@ -641,32 +674,18 @@ impl Session {
             let Some(remote) = remote.upgrade() else {
                 break;
             };
-            // Tells, the bulk of traffic, are read in place; the rest as
-            // owned envelopes (a reply is handed to its caller).
-            let decoded = if let Some(tell) = last_tell.repeat(&frame) {
-                Ok(self.on_tell(&tell, &remote, &mut state))
-            } else if EnvelopeRef::peek_kind(&frame) == Some(Kind::Tell) {
-                EnvelopeRef::decode(&frame).map(|env| {
-                    last_tell.remember(&frame, &env);
-                    self.on_tell(&TellRef::from(&env), &remote, &mut state)
-                })
-            } else if EnvelopeRef::peek_kind(&frame) == Some(Kind::Ask) {
-                EnvelopeRef::decode(&frame).map(|env| self.on_ask(&env, &remote, &mut state))
-            } else if let Some(Kind::Reply | Kind::Error) = EnvelopeRef::peek_kind(&frame) {
-                // Answers to our calls are left in their slots in place.
-                match EnvelopeRef::decode(&frame) {
-                    Ok(env) if self.on_answer(&env, &frame) => Ok(None),
-                    Ok(_) => Envelope::decode(frame).map(|env| {
-                        self.on_envelope(env);
-                        None
-                    }),
-                    Err(e) => Err(e),
+            // Tells, the bulk of traffic, come bound to a header sent once
+            // (`BoundTell`) and are read in place.
+            let decoded = match BoundTell::decode(&frame) {
+                Ok(Some(BoundTell::Lean { binding, payload })) => bindings
+                    .tell(binding, payload)
+                    .map(|tell| self.on_tell(&tell, &remote, &mut state)),
+                Ok(Some(BoundTell::Bind { binding, tell })) => {
+                    bindings.bind(binding, &tell);
+                    Ok(self.on_tell(&TellRef::from(&tell), &remote, &mut state))
                 }
-            } else {
-                Envelope::decode(frame).map(|env| {
-                    self.on_envelope(env);
-                    None
-                })
+                Err(e) => Err(e),
+                Ok(None) => self.on_frame(frame, &remote, &mut state),
             };
             let serve = match decoded {
                 Ok(serve) => serve,
@@ -685,6 +704,36 @@ impl Session {
         self.shutdown();
         if let Some(remote) = remote.upgrade() {
             remote.forget(&self);
+        }
+    }
+
+    /// A frame holding an envelope: tells (with a deadline or trace, or
+    /// beyond the bindings) and asks read in place, answers to our calls
+    /// left in their slots in place, the rest as owned envelopes.
+    fn on_frame(
+        self: &Arc<Self>,
+        frame: Bytes,
+        remote: &Arc<RemoteInner>,
+        state: &mut ReaderState,
+    ) -> Result<Option<Serving>, EnvelopeError> {
+        match EnvelopeRef::peek_kind(&frame) {
+            Some(Kind::Tell) => EnvelopeRef::decode(&frame)
+                .map(|env| self.on_tell(&TellRef::from(&env), remote, state)),
+            Some(Kind::Ask) => {
+                EnvelopeRef::decode(&frame).map(|env| self.on_ask(&env, remote, state))
+            }
+            Some(Kind::Reply | Kind::Error) => match EnvelopeRef::decode(&frame) {
+                Ok(env) if self.on_answer(&env, &frame) => Ok(None),
+                Ok(_) => Envelope::decode(frame).map(|env| {
+                    self.on_envelope(env);
+                    None
+                }),
+                Err(e) => Err(e),
+            },
+            _ => Envelope::decode(frame).map(|env| {
+                self.on_envelope(env);
+                None
+            }),
         }
     }
 
@@ -1174,35 +1223,38 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_tell_header_is_read_without_decoding_and_only_then() {
-        let mut last = LastTell::default();
+    fn a_lean_tell_reads_as_the_tell_its_binding_was_bound_by() {
+        let mut bindings = Bindings::default();
+        assert_eq!(
+            bindings.tell(3, b"x").err(),
+            Some(EnvelopeError::UnknownBinding { binding: 3 }),
+            "nothing bound yet"
+        );
         let first = encode(&tell(1 << 63 | 1, "svc", b"one"));
-        assert!(last.repeat(&first).is_none(), "nothing remembered yet");
-        let env = EnvelopeRef::decode(&first).unwrap();
-        last.remember(&first, &env);
-
-        // Same channel and header, another payload: read from the cache.
-        let next = encode(&tell(1 << 63 | 1, "svc", b"second"));
-        let t = last.repeat(&next).unwrap();
+        bindings.bind(3, &EnvelopeRef::decode(&first).unwrap());
+        let t = bindings.tell(3, b"second").unwrap();
         assert_eq!(t.channel, 1 << 63 | 1);
         assert_eq!(t.message, Some(("t.Note", 2)));
         assert_eq!(t.target, Some(TargetRef::Name("svc")));
         assert_eq!((t.deadline, t.traceparent), (None, None));
         assert_eq!(t.payload, b"second");
-
-        // Another channel, target or any extra field: decoded as usual.
-        for other in [
-            tell(1 << 63 | 2, "svc", b"x"),
-            tell(1 << 63 | 1, "svd", b"x"),
-            tell(1 << 63 | 1, "svc", b"x").with_deadline(Duration::from_millis(5)),
-            Envelope::new(Kind::Ask, 1 << 63 | 1),
-        ] {
-            assert!(last.repeat(&encode(&other)).is_none(), "{other:?}");
+        for unbound in [0, 2, 4, MAX_BINDING, MAX_BINDING + 1, u64::MAX] {
+            assert_eq!(
+                bindings.tell(unbound, b"x").err(),
+                Some(EnvelopeError::UnknownBinding { binding: unbound })
+            );
         }
 
-        // A tell with a deadline is not remembered; the plain header stays.
-        let timed = encode(&tell(1 << 63 | 1, "svc", b"t").with_deadline(Duration::from_millis(5)));
-        last.remember(&timed, &EnvelopeRef::decode(&timed).unwrap());
-        assert_eq!(last.repeat(&next).unwrap().payload, b"second");
+        // Bound again (a reconnect's fresh reader would see the same): replaced.
+        let other = encode(&tell(1 << 63 | 2, "svd", b"two"));
+        bindings.bind(3, &EnvelopeRef::decode(&other).unwrap());
+        let t = bindings.tell(3, b"x").unwrap();
+        assert_eq!(t.channel, 1 << 63 | 2);
+        assert_eq!(t.target, Some(TargetRef::Name("svd")));
+
+        // Out of range: never bound (the decoder refuses it before).
+        bindings.bind(MAX_BINDING + 1, &EnvelopeRef::decode(&other).unwrap());
+        assert!(bindings.list.len() <= MAX_BINDING as usize + 1);
+        assert!(bindings.tell(MAX_BINDING + 1, b"x").is_err());
     }
 }
