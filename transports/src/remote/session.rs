@@ -143,6 +143,19 @@ struct InChannel {
     /// channel carries one target; a sender rarely tells it more than a
     /// few types).
     targets: TargetCache<Box<dyn TellTarget>, 8>,
+    /// What a tell without deadline or trace runs under: the caller and
+    /// the channel id, made on the first.
+    scope: Option<SharedScope>,
+}
+
+/// A channel's [`InChannel::scope`], made from the session's caller scope
+/// on first use.
+fn plain_scope<'a>(
+    scope: &'a mut Option<SharedScope>,
+    caller: &SharedScope,
+    channel: u64,
+) -> &'a SharedScope {
+    scope.get_or_insert_with(|| caller.with_correlation(channel))
 }
 
 /// Resolved targets by (message name, version, actor name), oldest
@@ -222,7 +235,7 @@ impl<'a> From<&EnvelopeRef<'a>> for TellRef<'a> {
 }
 
 /// What a peer's bindings stand for ([`BoundTell`]): the header of the
-/// plain tell that bound each, by binding.
+/// plain tell that bound each, by binding, with where its tells go.
 #[derive(Default)]
 struct Bindings {
     list: Vec<Option<Binding>>,
@@ -230,55 +243,57 @@ struct Bindings {
 
 struct Binding {
     channel: u64,
+    /// Where the channel's state is in [`InChannels`].
+    at: usize,
     name: String,
     version: u32,
     target: String,
+    /// The target, resolved by the first tell that reaches it.
+    resolved: Option<Box<dyn TellTarget>>,
 }
 
 impl Bindings {
-    /// Bind `binding` (at most [`MAX_BINDING`], checked by the decoder) to
-    /// the header of `tell`, a plain tell; a binding made again is replaced.
-    fn bind(&mut self, binding: u64, tell: &EnvelopeRef<'_>) {
-        let (Some((name, version)), Some(TargetRef::Name(target)), Ok(at)) =
-            (tell.message, tell.target, usize::try_from(binding))
+    /// Bind `binding` to the header of `tell`, a plain tell of the channel
+    /// at `at`; a binding made again is replaced. `None` if `tell` names
+    /// no message or target name, or `binding` is above [`MAX_BINDING`]
+    /// (both refused by the decoder).
+    fn bind(&mut self, binding: u64, tell: &EnvelopeRef<'_>, at: usize) -> Option<&mut Binding> {
+        let (Some((name, version)), Some(TargetRef::Name(target))) = (tell.message, tell.target)
         else {
-            return;
+            return None;
         };
-        if at > MAX_BINDING as usize {
-            return;
+        let index = usize::try_from(binding)
+            .ok()
+            .filter(|&i| i <= MAX_BINDING as usize)?;
+        if self.list.len() <= index {
+            self.list.resize_with(index + 1, || None);
         }
-        if self.list.len() <= at {
-            self.list.resize_with(at + 1, || None);
-        }
-        let slot = self.list[at].get_or_insert_with(|| Binding {
+        let slot = self.list[index].get_or_insert_with(|| Binding {
             channel: 0,
+            at: 0,
             name: String::new(),
             version: 0,
             target: String::new(),
+            resolved: None,
         });
         slot.channel = tell.correlation;
+        slot.at = at;
         slot.name.clear();
         slot.name.push_str(name);
         slot.version = version;
         slot.target.clear();
         slot.target.push_str(target);
+        slot.resolved = None;
+        Some(slot)
     }
 
-    /// The lean tell of `binding` with `payload`.
-    fn tell<'a>(&'a self, binding: u64, payload: &'a [u8]) -> Result<TellRef<'a>, EnvelopeError> {
-        let bound = usize::try_from(binding)
+    /// What `binding` was bound to.
+    fn get_mut(&mut self, binding: u64) -> Result<&mut Binding, EnvelopeError> {
+        usize::try_from(binding)
             .ok()
-            .and_then(|at| self.list.get(at))
-            .and_then(Option::as_ref)
-            .ok_or(EnvelopeError::UnknownBinding { binding })?;
-        Ok(TellRef {
-            channel: bound.channel,
-            message: Some((&bound.name, bound.version)),
-            target: Some(TargetRef::Name(&bound.target)),
-            deadline: None,
-            traceparent: None,
-            payload,
-        })
+            .and_then(|at| self.list.get_mut(at))
+            .and_then(Option::as_mut)
+            .ok_or(EnvelopeError::UnknownBinding { binding })
     }
 }
 
@@ -293,8 +308,9 @@ struct InChannels {
 }
 
 impl InChannels {
-    /// Channel `id`'s state, made on its first tell.
-    fn get(&mut self, id: u64) -> &mut InChannel {
+    /// Where channel `id`'s state is in the list (it stays there), made on
+    /// its first tell.
+    fn position(&mut self, id: u64) -> usize {
         if self.list.get(self.last).is_none_or(|(at, _)| *at != id) {
             let list = &mut self.list;
             self.last = *self.index.entry(id).or_insert_with(|| {
@@ -302,7 +318,13 @@ impl InChannels {
                 list.len() - 1
             });
         }
-        &mut self.list[self.last].1
+        self.last
+    }
+
+    /// Channel `id`'s state, made on its first tell.
+    fn get(&mut self, id: u64) -> &mut InChannel {
+        let at = self.position(id);
+        &mut self.list[at].1
     }
 }
 
@@ -677,12 +699,19 @@ impl Session {
             // Tells, the bulk of traffic, come bound to a header sent once
             // (`BoundTell`) and are read in place.
             let decoded = match BoundTell::decode(&frame) {
-                Ok(Some(BoundTell::Lean { binding, payload })) => bindings
-                    .tell(binding, payload)
-                    .map(|tell| self.on_tell(&tell, &remote, &mut state)),
+                Ok(Some(BoundTell::Lean { binding, payload })) => {
+                    bindings.get_mut(binding).map(|bound| {
+                        self.on_bound_tell(bound, payload, &remote, &mut state);
+                        None
+                    })
+                }
                 Ok(Some(BoundTell::Bind { binding, tell })) => {
-                    bindings.bind(binding, &tell);
-                    Ok(self.on_tell(&TellRef::from(&tell), &remote, &mut state))
+                    let at = state.channels.position(tell.correlation);
+                    match bindings.bind(binding, &tell, at) {
+                        Some(bound) => self.on_bound_tell(bound, tell.payload, &remote, &mut state),
+                        None => self.on_tell(&TellRef::from(&tell), &remote, &mut state),
+                    }
+                    Ok(None)
                 }
                 Err(e) => Err(e),
                 Ok(None) => self.on_frame(frame, &remote, &mut state),
@@ -717,8 +746,10 @@ impl Session {
         state: &mut ReaderState,
     ) -> Result<Option<Serving>, EnvelopeError> {
         match EnvelopeRef::peek_kind(&frame) {
-            Some(Kind::Tell) => EnvelopeRef::decode(&frame)
-                .map(|env| self.on_tell(&TellRef::from(&env), remote, state)),
+            Some(Kind::Tell) => EnvelopeRef::decode(&frame).map(|env| {
+                self.on_tell(&TellRef::from(&env), remote, state);
+                None
+            }),
             Some(Kind::Ask) => {
                 EnvelopeRef::decode(&frame).map(|env| self.on_ask(&env, remote, state))
             }
@@ -844,16 +875,59 @@ impl Session {
     /// them in the channel's forwarder, keeping the channel's order. A tell
     /// the node cannot take is reported back to the sender (its next tell
     /// to that target returns the refusal).
-    fn on_tell(
-        &self,
-        env: &TellRef<'_>,
-        remote: &Arc<RemoteInner>,
-        state: &mut ReaderState,
-    ) -> Option<Serving> {
+    fn on_tell(&self, env: &TellRef<'_>, remote: &Arc<RemoteInner>, state: &mut ReaderState) {
         let channel = env.channel;
         let ch = state.channels.get(channel);
         let direct = ch.queued.load(Ordering::Acquire) == 0;
-        let job = match self.dispatch_tell(env, remote, ch, direct) {
+        let job = self.dispatch_tell(env, remote, ch, direct);
+        self.after_tell(channel, ch, &mut state.owing, job);
+    }
+
+    /// [`on_tell`](Self::on_tell) for a bound tell: its channel, target
+    /// and scope are the binding's, found without a lookup.
+    fn on_bound_tell(
+        &self,
+        bound: &mut Binding,
+        payload: &[u8],
+        remote: &RemoteInner,
+        state: &mut ReaderState,
+    ) {
+        let Some((_, ch)) = state.channels.list.get_mut(bound.at) else {
+            return;
+        };
+        let direct = ch.queued.load(Ordering::Acquire) == 0;
+        let job = (|| {
+            let to = match &mut bound.resolved {
+                Some(to) => to,
+                None => bound.resolved.insert(
+                    remote
+                        .registry
+                        .lookup(&bound.name, bound.version)?
+                        .tell_target(&remote.node, &bound.target)?,
+                ),
+            };
+            let scope = plain_scope(&mut ch.scope, &self.caller_scope, bound.channel);
+            let codec = self.agreed.decode_with;
+            if direct {
+                to.try_tell(&remote.node, codec, payload, scope)
+            } else {
+                to.tell(codec, payload, scope).map(Some)
+            }
+        })();
+        self.after_tell(bound.channel, ch, &mut state.owing, job);
+    }
+
+    /// A tell of `channel` was delivered, refused, or left to `job`: grant
+    /// the sender's credit back (now or soon), report a refusal, or queue
+    /// the job in the channel's forwarder.
+    fn after_tell(
+        &self,
+        channel: u64,
+        ch: &mut InChannel,
+        owing: &mut Vec<u64>,
+        job: Result<Option<TellJob>, WireError>,
+    ) {
+        let job = match job {
             Ok(job) => job,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
@@ -865,13 +939,13 @@ impl Session {
             // Delivered (or refused): the sender's credit comes back.
             ch.owed += 1;
             if ch.owed == 1 {
-                state.owing.push(channel);
+                owing.push(channel);
             }
             if ch.owed * 2 >= TELL_WINDOW as u64 {
                 let n = std::mem::take(&mut ch.owed);
                 self.send_soon(encode(&Envelope::credit(channel, n).from_callee()));
             }
-            return None;
+            return;
         };
         let tx = ch
             .forwarder
@@ -881,7 +955,6 @@ impl Session {
             ch.queued.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(peer = %self.peer, channel, "peer exceeded its tell credit; tell dropped");
         }
-        None
     }
 
     /// Grant the credit owed for tells the reader delivered itself.
@@ -916,11 +989,14 @@ impl Session {
                 .lookup(message.0, message.1)?
                 .tell_target(&remote.node, target)
         })?;
+        let timed;
         let scope = if env.deadline.is_none() && env.traceparent.is_none() {
-            self.caller_scope.with_correlation(env.channel)
+            plain_scope(&mut ch.scope, &self.caller_scope, env.channel)
         } else {
-            self.scope(env.channel, env.deadline, env.traceparent, remote)
-                .share()
+            timed = self
+                .scope(env.channel, env.deadline, env.traceparent, remote)
+                .share();
+            &timed
         };
         let codec = self.agreed.decode_with;
         if direct {
@@ -1223,38 +1299,47 @@ mod tests {
     }
 
     #[test]
-    fn a_lean_tell_reads_as_the_tell_its_binding_was_bound_by() {
+    fn a_binding_stands_for_the_header_of_the_tell_that_bound_it() {
         let mut bindings = Bindings::default();
         assert_eq!(
-            bindings.tell(3, b"x").err(),
+            bindings.get_mut(3).err(),
             Some(EnvelopeError::UnknownBinding { binding: 3 }),
             "nothing bound yet"
         );
         let first = encode(&tell(1 << 63 | 1, "svc", b"one"));
-        bindings.bind(3, &EnvelopeRef::decode(&first).unwrap());
-        let t = bindings.tell(3, b"second").unwrap();
-        assert_eq!(t.channel, 1 << 63 | 1);
-        assert_eq!(t.message, Some(("t.Note", 2)));
-        assert_eq!(t.target, Some(TargetRef::Name("svc")));
-        assert_eq!((t.deadline, t.traceparent), (None, None));
-        assert_eq!(t.payload, b"second");
+        let b = bindings
+            .bind(3, &EnvelopeRef::decode(&first).unwrap(), 5)
+            .unwrap();
+        assert!(b.resolved.is_none());
+        let b = bindings.get_mut(3).unwrap();
+        assert_eq!((b.channel, b.at), (1 << 63 | 1, 5));
+        assert_eq!((b.name.as_str(), b.version), ("t.Note", 2));
+        assert_eq!(b.target, "svc");
         for unbound in [0, 2, 4, MAX_BINDING, MAX_BINDING + 1, u64::MAX] {
             assert_eq!(
-                bindings.tell(unbound, b"x").err(),
+                bindings.get_mut(unbound).err(),
                 Some(EnvelopeError::UnknownBinding { binding: unbound })
             );
         }
 
-        // Bound again (a reconnect's fresh reader would see the same): replaced.
+        // Bound again: replaced.
         let other = encode(&tell(1 << 63 | 2, "svd", b"two"));
-        bindings.bind(3, &EnvelopeRef::decode(&other).unwrap());
-        let t = bindings.tell(3, b"x").unwrap();
-        assert_eq!(t.channel, 1 << 63 | 2);
-        assert_eq!(t.target, Some(TargetRef::Name("svd")));
+        bindings.bind(3, &EnvelopeRef::decode(&other).unwrap(), 6);
+        let b = bindings.get_mut(3).unwrap();
+        assert_eq!((b.channel, b.at), (1 << 63 | 2, 6));
+        assert_eq!(b.target, "svd");
 
-        // Out of range: never bound (the decoder refuses it before).
-        bindings.bind(MAX_BINDING + 1, &EnvelopeRef::decode(&other).unwrap());
+        // Out of range, or not a tell with a message and a target name:
+        // never bound (the decoder refuses both before).
+        let other = EnvelopeRef::decode(&other).unwrap();
+        assert!(bindings.bind(MAX_BINDING + 1, &other, 0).is_none());
         assert!(bindings.list.len() <= MAX_BINDING as usize + 1);
-        assert!(bindings.tell(MAX_BINDING + 1, b"x").is_err());
+        let bare = encode(&Envelope::new(Kind::Tell, 1 << 63 | 1));
+        assert!(
+            bindings
+                .bind(4, &EnvelopeRef::decode(&bare).unwrap(), 0)
+                .is_none()
+        );
+        assert!(bindings.get_mut(4).is_err());
     }
 }
