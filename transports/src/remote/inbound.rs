@@ -280,7 +280,7 @@ impl<M: WireMessage + Message> TypedTarget<M> {
     /// Tell now, or hand back the job that waits for room; `Err` gives the
     /// message back if the actor is closed.
     fn deliver(&self, msg: M, scope: &SharedScope) -> Result<Option<TellJob>, M> {
-        match scope.enter(|| self.to.try_tell(msg)) {
+        match self.to.try_tell_in(msg, scope) {
             Ok(()) => Ok(None),
             Err(TrySendError::Full { msg, .. }) => {
                 Ok(Some(tell_job(self.to.clone(), msg, scope.clone())))
