@@ -113,6 +113,24 @@ pub enum EnvelopeError {
     /// Two metadata entries share a key.
     #[error("envelope metadata repeats a key")]
     DuplicateMetadataKey,
+    /// A [`BoundTell`](crate::BoundTell) names a binding above the limit.
+    #[error("tell binding {binding} exceeds the limit {max}")]
+    BindingOutOfRange {
+        /// The binding found.
+        binding: u64,
+        /// The limit, [`MAX_BINDING`](crate::envelope::MAX_BINDING).
+        max: u64,
+    },
+    /// A bind frame's envelope is not a plain tell (kind `Tell`, a message
+    /// and a target name, no deadline, trace or metadata).
+    #[error("a bind frame must carry a plain tell")]
+    InvalidBind,
+    /// A lean tell names a binding no bind frame of this connection made.
+    #[error("lean tell of unknown binding {binding}")]
+    UnknownBinding {
+        /// The binding found.
+        binding: u64,
+    },
 }
 
 impl EnvelopeError {

@@ -37,8 +37,9 @@ use crate::wire_str::WireStr;
 
 /// The wire-protocol version this build speaks: envelope header layout,
 /// framing, handshake and rpc semantics together. v2 added the
-/// from-callee flag that streams in both directions need.
-pub const WIRE_VERSION: u16 = 2;
+/// from-callee flag that streams in both directions need; v3 the bound
+/// tell frames ([`BoundTell`](crate::BoundTell)).
+pub const WIRE_VERSION: u16 = 3;
 
 /// The first four bytes of every plexus connection.
 pub const MAGIC: [u8; 4] = *b"PLXS";
@@ -233,9 +234,9 @@ impl Agreed {
 /// # use plexus_codecs::{check_compat, CodecKind, Handshake, HandshakeError};
 /// let ours = Handshake::new("a", CodecKind::Postcard, vec![]);
 /// let mut theirs = Handshake::new("b", CodecKind::Postcard, vec![]);
-/// theirs.wire_version = 1;
+/// theirs.wire_version = 2;
 /// let err = check_compat(&ours, &theirs).unwrap_err();
-/// assert_eq!(err, HandshakeError::IncompatibleWireVersion { local: 2, remote: 1 });
+/// assert_eq!(err, HandshakeError::IncompatibleWireVersion { local: 3, remote: 2 });
 /// assert!(err.to_string().contains("upgrade the older node"));
 /// ```
 pub fn check_compat(local: &Handshake, remote: &Handshake) -> Result<Agreed, HandshakeError> {
@@ -318,6 +319,20 @@ mod tests {
     }
 
     #[test]
+    fn a_v2_peer_from_before_bound_tells_is_refused() {
+        let mut old = Handshake::new("b", CodecKind::Postcard, vec![]);
+        old.wire_version = 2;
+        let err = Handshake::decode(&encoded(&old)).unwrap_err();
+        assert_eq!(
+            err,
+            HandshakeError::IncompatibleWireVersion {
+                local: 3,
+                remote: 2
+            }
+        );
+    }
+
+    #[test]
     fn a_newer_wire_version_is_refused_before_its_body_is_read() {
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&7u16.to_be_bytes());
@@ -332,7 +347,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "incompatible wire protocol: this node speaks v2, the peer speaks v7; upgrade the older node"
+            "incompatible wire protocol: this node speaks v3, the peer speaks v7; upgrade the older node"
         );
     }
 

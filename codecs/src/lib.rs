@@ -3,7 +3,9 @@
 //!
 //! A remote call travels as a [`Frame`](frame) (4-byte length, size-limited)
 //! holding an [`Envelope`] (kind, correlation id, message name and version,
-//! target, deadline budget, traceparent, metadata) whose payload is the
+//! target, deadline budget, traceparent, metadata) — or, for a stream of
+//! plain tells to one target, a [`BoundTell`] that names the header with a
+//! small number bound once per connection — whose payload is the
 //! message encoded by a [`Codec`] (postcard by default, JSON for humans,
 //! bincode 2 behind the `bincode` feature). When two nodes connect they
 //! exchange a [`Handshake`] and [`check_compat`] refuses an incompatible wire
@@ -80,7 +82,7 @@ pub use plexus_runtime as __runtime;
 #[cfg(feature = "bincode")]
 pub use codec::Bincode;
 pub use codec::{Codec, CodecKind, Json, Postcard};
-pub use envelope::{Envelope, EnvelopeRef, HEADER_VERSION, Kind, Target, TargetRef};
+pub use envelope::{BoundTell, Envelope, EnvelopeRef, HEADER_VERSION, Kind, Target, TargetRef};
 pub use error::{
     CodecError, EnvelopeError, FrameError, HandshakeError, MetadataError, RegistryError,
     TraceParentError,

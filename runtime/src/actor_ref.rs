@@ -165,8 +165,17 @@ impl<A: Actor> ActorRef<A> {
         A: Handler<M>,
         M: Message,
     {
+        self.try_tell_with(msg, self.tell_meta())
+    }
+
+    /// [`try_tell`](Self::try_tell) of a message carrying `meta`.
+    pub(crate) fn try_tell_with<M>(&self, msg: M, meta: Meta) -> Result<(), TrySendError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
         let core = &self.shared.core;
-        let env: BoxEnvelope<A> = Tell::boxed(msg, self.tell_meta());
+        let env: BoxEnvelope<A> = Tell::boxed(msg, meta);
         match self.shared.inbox.try_push(env) {
             Ok(()) => Ok(()),
             Err(Refused::Full(env)) => Err(TrySendError::Full {

@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::actor::{Actor, Handler, Message};
 use crate::actor_ref::ActorRef;
 use crate::error::{AskError, SendError, TrySendError};
+use crate::remote::SharedScope;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -71,6 +72,14 @@ pub trait MessageSink<M: Message>: Send + Sync + 'static {
         Err((msg, then))
     }
 
+    /// [`try_tell`](Self::try_tell) made inside `scope`, as a remote
+    /// node's reader delivers every tell. The default
+    /// [enters](SharedScope::enter) the scope; a local actor reads the
+    /// message's metadata from it directly.
+    fn try_tell_in(&self, msg: M, scope: &SharedScope) -> Result<(), TrySendError<M>> {
+        scope.enter(|| self.try_tell(msg))
+    }
+
     /// A short description for logs and `Debug` (e.g. `inventory#3`).
     fn describe(&self) -> String;
 }
@@ -82,6 +91,11 @@ where
 {
     fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
         Self::try_tell(self, msg)
+    }
+
+    /// No thread-local round trip: the metadata is the scope's.
+    fn try_tell_in(&self, msg: M, scope: &SharedScope) -> Result<(), TrySendError<M>> {
+        self.try_tell_with(msg, scope.tell_meta())
     }
 
     fn tell(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
@@ -211,6 +225,18 @@ impl<M: Message> Recipient<M> {
         self.sink.try_tell(msg)
     }
 
+    /// [`try_tell`](Self::try_tell) as if made inside `scope`
+    /// ([`SharedScope::enter`]), without entering it where the recipient
+    /// can help it: the message carries the scope's caller, correlation
+    /// and trace.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_tell`](Self::try_tell).
+    pub fn try_tell_in(&self, msg: M, scope: &SharedScope) -> Result<(), TrySendError<M>> {
+        self.sink.try_tell_in(msg, scope)
+    }
+
     /// Send, waiting for room (backpressure).
     ///
     /// # Errors
@@ -334,7 +360,7 @@ mod tests {
 
     use crate::prelude::*;
 
-    use super::ReplyFn;
+    use super::{BoxFuture, MessageSink, ReplyFn};
 
     struct Gate(Arc<Semaphore>);
     impl Actor for Gate {}
@@ -390,5 +416,98 @@ mod tests {
         let (f, rx) = then();
         assert!(to.ask_then(Wait(9), f).is_ok());
         assert!(matches!(rx.await, Ok(Some(Err(AskError::Stopped { .. })))));
+    }
+
+    /// What a handler sees of a tell: its caller, correlation id and trace.
+    struct Seen(
+        Vec<(
+            Option<String>,
+            Option<u64>,
+            Option<crate::trace::TraceContext>,
+        )>,
+    );
+    impl Actor for Seen {}
+    struct Note;
+    impl Message for Note {
+        type Reply = ();
+    }
+    impl Handler<Note> for Seen {
+        async fn handle(&mut self, _: Note, cx: &mut Context<Self>) {
+            self.0.push((
+                cx.caller().map(str::to_owned),
+                cx.correlation_id(),
+                cx.trace(),
+            ));
+        }
+    }
+    struct Take;
+    impl Message for Take {
+        type Reply = Vec<(
+            Option<String>,
+            Option<u64>,
+            Option<crate::trace::TraceContext>,
+        )>;
+    }
+    impl Handler<Take> for Seen {
+        async fn handle(&mut self, _: Take, _: &mut Context<Self>) -> <Take as Message>::Reply {
+            std::mem::take(&mut self.0)
+        }
+    }
+
+    /// A tell made with `try_tell_in` reaches the handler exactly as one
+    /// made inside the scope, for a local actor (direct) and for a sink
+    /// that only has the default (which enters the scope).
+    #[tokio::test(flavor = "current_thread")]
+    async fn try_tell_in_carries_the_scope_as_entering_it_does() {
+        use crate::remote::CallScope;
+        use crate::trace::TraceContext;
+
+        struct Forward(ActorRef<Seen>);
+        impl MessageSink<Note> for Forward {
+            fn try_tell(&self, msg: Note) -> Result<(), TrySendError<Note>> {
+                self.0.try_tell(msg)
+            }
+            fn tell(&self, msg: Note) -> BoxFuture<'_, Result<(), SendError<Note>>> {
+                Box::pin(self.0.tell(msg))
+            }
+            fn ask(&self, _: Note, _: Option<Duration>) -> BoxFuture<'_, Result<(), AskError>> {
+                Box::pin(std::future::ready(Ok(())))
+            }
+            fn describe(&self) -> String {
+                "forward".to_owned()
+            }
+        }
+
+        let node = Node::builder().build();
+        let seen = node.spawn(Seen(Vec::new()));
+        let trace = TraceContext {
+            trace_id: 0xabc,
+            span_id: 0xdef,
+            sampled: true,
+        };
+        let scopes = [
+            CallScope::new().caller("node-b".into()).share(),
+            CallScope::new()
+                .caller("node-c".into())
+                .trace(Some(trace))
+                .share()
+                .with_correlation(42),
+        ];
+        let direct: Recipient<Note> = seen.recipient();
+        let forwarded = Recipient::new(Forward(seen.clone()));
+        for scope in &scopes {
+            for to in [&direct, &forwarded] {
+                scope.enter(|| to.try_tell(Note)).unwrap();
+                to.try_tell_in(Note, scope).unwrap();
+            }
+        }
+        let got = seen.ask(Take).await.unwrap();
+        assert_eq!(got.len(), 8);
+        for pair in got.chunks(2) {
+            assert_eq!(pair[0], pair[1]);
+        }
+        assert_eq!(got[0].0.as_deref(), Some("node-b"));
+        assert_eq!((got[4].0.as_deref(), got[4].1), (Some("node-c"), Some(42)));
+        assert_eq!(got[4].2.map(|t| t.trace_id), Some(0xabc));
     }
 }

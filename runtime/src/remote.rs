@@ -302,6 +302,13 @@ impl SharedScope {
             ..self.0.clone()
         })
     }
+
+    /// What a tell sent inside this scope carries, as
+    /// [`ActorRef::try_tell`](crate::ActorRef::try_tell) would read it
+    /// from inside [`enter`](Self::enter).
+    pub(crate) fn tell_meta(&self) -> Meta {
+        self.0.child(None)
+    }
 }
 
 /// What the request being handled on this thread carries (deadline, trace,

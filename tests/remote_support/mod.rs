@@ -16,6 +16,7 @@ macro_rules! every_scenario {
         every_scenario!(
             @on $road:
             ask_and_tell_by_name,
+            tells_rebind_after_reconnect,
             typed_errors,
             deadline_chain,
             expired_while_queued,

@@ -43,6 +43,55 @@ pub async fn ask_and_tell_by_name(road: Road) {
     assert_eq!(seen, (0..=100).collect::<Vec<_>>(), "tells arrive in order");
 }
 
+/// A tell recipient keeps delivering, in order, across a reconnect: the
+/// new session binds its tells afresh (the peer's new reader knows none
+/// of the old session's bindings).
+pub async fn tells_rebind_after_reconnect(road: Road) {
+    let (ms, net) = cluster(road, 64, Duration::ZERO).await;
+    let count: Recipient<Count> = ms[0].remote.recipient("b", "svc");
+    for n in 0..20 {
+        count.tell(Count(n)).await.unwrap();
+    }
+    let stats = &ms[1].stats;
+    eventually("tells before the reconnect", Duration::from_secs(5), || {
+        stats.handled.load(Ordering::SeqCst) == 20
+    })
+    .await;
+    let conn = ms[0].remote.connection("b").unwrap();
+    match &net {
+        Some(net) => net.partition("a", "b"),
+        None => ms[1].remote.disconnect("a"),
+    }
+    tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .unwrap();
+    match &net {
+        Some(net) => {
+            let (x, y) = net.link("a", "b");
+            let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[1].remote.attach(y));
+            r1.unwrap();
+            r2.unwrap();
+        }
+        None => {
+            let addr = ms[1].quic.as_ref().unwrap().local_addr().unwrap();
+            let a = ms[0].quic.as_ref().unwrap();
+            a.connect_once("b", addr).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(5), ms[1].remote.connected("a"))
+                .await
+                .unwrap();
+        }
+    }
+    for n in 20..40 {
+        count.tell(Count(n)).await.unwrap();
+    }
+    eventually("tells after the reconnect", Duration::from_secs(5), || {
+        stats.handled.load(Ordering::SeqCst) == 40
+    })
+    .await;
+    let seen = stats.seen.lock().unwrap().clone();
+    assert_eq!(seen, (0..40).collect::<Vec<_>>());
+}
+
 pub async fn typed_errors(road: Road) {
     let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
     let a = &ms[0].remote;

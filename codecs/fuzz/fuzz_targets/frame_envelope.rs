@@ -1,13 +1,14 @@
 //! Arbitrary bytes through everything a peer can make this node parse: the
 //! frame decoder (in chunks whose sizes come from the input), each frame as
-//! an envelope, each envelope's payload through the registry with every
-//! codec, and the whole input as a handshake. Nothing may panic, and the
-//! frame decoder's buffer may never exceed one maximal frame.
+//! an envelope and as a bound tell, each envelope's payload through the
+//! registry with every codec, and the whole input as a handshake. Nothing
+//! may panic, and the frame decoder's buffer may never exceed one maximal
+//! frame.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use plexus_codecs::{
-    CodecKind, Envelope, FrameConfig, FrameDecoder, Handshake, Registry, WireError,
+    BoundTell, CodecKind, Envelope, FrameConfig, FrameDecoder, Handshake, Registry, WireError,
     remote_message,
 };
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
                 match decoder.next_frame() {
                     Ok(Some(frame)) => {
                         assert!(frame.len() <= max_frame);
+                        let _ = BoundTell::decode(&frame);
                         if let Ok(envelope) = Envelope::decode(frame) {
                             for codec in CodecKind::ALL {
                                 let _ = registry.decode_envelope(codec, &envelope);

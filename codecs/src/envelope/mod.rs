@@ -23,7 +23,13 @@
 //!
 //! A tell of a 64-byte payload to actor id 7 with a 17-byte name costs
 //! 3 + 1 + 19 + 1 + payload = 88 bytes.
+//!
+//! A stream of plain tells to one target can drop the header after the
+//! first: see [`BoundTell`] (a frame's first byte tells the forms apart:
+//! `1` is this header, [`BIND_TAG`] and [`LEAN_TAG`] the bound forms).
 
+mod bound;
+pub use bound::{BIND_TAG, BoundTell, LEAN_TAG, MAX_BINDING};
 mod decode;
 pub use decode::{EnvelopeRef, TargetRef};
 mod encode;

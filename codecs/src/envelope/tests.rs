@@ -301,3 +301,162 @@ fn credit_and_error_helpers_round_trip() {
     assert!(credit.wire_error().is_none());
     assert!(err.credits().is_none());
 }
+
+/// A plain tell: what a bind frame carries.
+fn arb_plain_tell() -> impl Strategy<Value = Envelope> {
+    (
+        any::<u64>(),
+        arb_str(),
+        any::<u32>(),
+        arb_str(),
+        vec(any::<u8>(), 0..200),
+    )
+        .prop_map(|(channel, name, version, target, payload)| {
+            Envelope::new(Kind::Tell, channel)
+                .with_message(MessageId { name, version })
+                .with_target(Target::Name(target))
+                .with_payload(Bytes::from(payload))
+        })
+}
+
+fn bind_frame(binding: u64, tell: &Envelope) -> Bytes {
+    let mut buf = BytesMut::new();
+    BoundTell::encode_bind_prefix(binding, &mut buf);
+    tell.encode(&mut buf);
+    buf.freeze()
+}
+
+fn lean_frame(binding: u64, payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::new();
+    BoundTell::encode_lean_header(binding, &mut buf);
+    buf.extend_from_slice(payload);
+    buf.freeze()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn bound_tells_round_trip(tell in arb_plain_tell(), binding in 0..=MAX_BINDING) {
+        let bind = bind_frame(binding, &tell);
+        let Some(BoundTell::Bind { binding: b, tell: read }) = BoundTell::decode(&bind)? else {
+            return Err(TestCaseError::fail("not a bind frame"));
+        };
+        prop_assert_eq!(b, binding);
+        let whole = encode(&tell);
+        prop_assert_eq!(read, EnvelopeRef::decode(&whole)?);
+
+        let lean = lean_frame(binding, &tell.payload);
+        prop_assert_eq!(
+            BoundTell::decode(&lean)?,
+            Some(BoundTell::Lean { binding, payload: &tell.payload[..] })
+        );
+        // The lean form is the header's worth shorter.
+        prop_assert_eq!(bind.len() - lean.len(), tell.header_len());
+    }
+
+    #[test]
+    fn envelopes_are_not_bound_tells(env in arb_envelope()) {
+        let bytes = encode(&env);
+        prop_assert_eq!(BoundTell::decode(&bytes)?, None);
+    }
+
+    #[test]
+    fn only_plain_tells_bind(env in arb_envelope(), binding in 0..=MAX_BINDING) {
+        let plain = env.kind == Kind::Tell
+            && env.message.is_some()
+            && matches!(env.target, Some(Target::Name(_)))
+            && env.deadline.is_none()
+            && env.traceparent.is_none()
+            && env.metadata.is_empty();
+        let frame = bind_frame(binding, &env);
+        let read = BoundTell::decode(&frame);
+        if plain {
+            let bound = matches!(read, Ok(Some(BoundTell::Bind { .. })));
+            prop_assert!(bound, "a plain tell did not bind");
+        } else {
+            prop_assert_eq!(read, Err(EnvelopeError::InvalidBind));
+        }
+    }
+
+    #[test]
+    fn arbitrary_bound_frames_never_panic(tag in proptest::sample::select(vec![BIND_TAG, LEAN_TAG]), bytes in vec(any::<u8>(), 0..256)) {
+        let mut frame = vec![tag];
+        frame.extend_from_slice(&bytes);
+        if let Ok(Some(read)) = BoundTell::decode(&frame) {
+            let binding = match read {
+                BoundTell::Bind { binding, .. } | BoundTell::Lean { binding, .. } => binding,
+            };
+            prop_assert!(binding <= MAX_BINDING);
+        }
+    }
+
+    #[test]
+    fn mutated_bound_frames_never_panic(tell in arb_plain_tell(), binding in 0..=MAX_BINDING, lean in any::<bool>(), flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), cut in any::<prop::sample::Index>()) {
+        let frame = if lean { lean_frame(binding, &tell.payload) } else { bind_frame(binding, &tell) };
+        let mut bytes = frame.to_vec();
+        for (at, byte) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        bytes.truncate(cut.index(bytes.len() + 1));
+        let _ = BoundTell::decode(&bytes);
+    }
+
+    #[test]
+    fn every_bind_header_truncation_is_an_error(tell in arb_plain_tell(), binding in 0..=MAX_BINDING) {
+        let bind = bind_frame(binding, &tell);
+        let header = bind.len() - tell.payload.len();
+        for cut in 1..header {
+            prop_assert!(BoundTell::decode(&bind[..cut]).is_err(), "cut at {} of {} decoded", cut, header);
+        }
+    }
+}
+
+#[test]
+fn malformed_bound_tells_give_typed_errors() {
+    // A tag alone, or a binding cut short.
+    for frame in [&[BIND_TAG][..], &[LEAN_TAG], &[LEAN_TAG, 0x80]] {
+        assert_eq!(
+            BoundTell::decode(frame),
+            Err(EnvelopeError::Truncated { field: "binding" })
+        );
+    }
+    // A binding above the limit.
+    let over = lean_frame(MAX_BINDING + 1, b"x");
+    assert_eq!(
+        BoundTell::decode(&over),
+        Err(EnvelopeError::BindingOutOfRange {
+            binding: MAX_BINDING + 1,
+            max: MAX_BINDING
+        })
+    );
+    // An overlong varint.
+    let mut overflow = vec![LEAN_TAG];
+    overflow.extend_from_slice(&[0xff; 11]);
+    assert_eq!(
+        BoundTell::decode(&overflow),
+        Err(EnvelopeError::Overflow { field: "binding" })
+    );
+    // A bind frame whose envelope is not a plain tell, or is malformed.
+    let timed = Envelope::new(Kind::Tell, 1)
+        .with_message(MessageId::new("m", 1))
+        .with_target(Target::Name("t".into()))
+        .with_deadline(Duration::from_millis(1));
+    assert_eq!(
+        BoundTell::decode(&bind_frame(3, &timed)),
+        Err(EnvelopeError::InvalidBind)
+    );
+    assert_eq!(
+        BoundTell::decode(&[BIND_TAG, 3, 9]),
+        Err(EnvelopeError::UnsupportedVersion { version: 9 })
+    );
+    // A lean tell may have an empty payload.
+    assert_eq!(
+        BoundTell::decode(&[LEAN_TAG, 0]),
+        Ok(Some(BoundTell::Lean {
+            binding: 0,
+            payload: &[]
+        }))
+    );
+}

@@ -72,12 +72,13 @@ pub(crate) trait AskTarget: Send + 'static {
 pub(crate) trait TellTarget: Send + 'static {
     /// Decode `payload` and tell it now if the mailbox has room (`None`);
     /// if it is full, the job that waits for room (`Some`).
+    /// `scope` is only cloned into a job.
     fn try_tell(
         &mut self,
         node: &Node,
         codec: CodecKind,
         payload: &[u8],
-        scope: SharedScope,
+        scope: &SharedScope,
     ) -> Result<Option<TellJob>, WireError>;
 
     /// Decode `payload` into a job that tells it, waiting for mailbox room
@@ -86,7 +87,7 @@ pub(crate) trait TellTarget: Send + 'static {
         &mut self,
         codec: CodecKind,
         payload: &[u8],
-        scope: SharedScope,
+        scope: &SharedScope,
     ) -> Result<TellJob, WireError>;
 }
 
@@ -278,10 +279,12 @@ impl<M: WireMessage + Message> TypedTarget<M> {
 
     /// Tell now, or hand back the job that waits for room; `Err` gives the
     /// message back if the actor is closed.
-    fn deliver(&self, msg: M, scope: SharedScope) -> Result<Option<TellJob>, M> {
-        match scope.enter(|| self.to.try_tell(msg)) {
+    fn deliver(&self, msg: M, scope: &SharedScope) -> Result<Option<TellJob>, M> {
+        match self.to.try_tell_in(msg, scope) {
             Ok(()) => Ok(None),
-            Err(TrySendError::Full { msg, .. }) => Ok(Some(tell_job(self.to.clone(), msg, scope))),
+            Err(TrySendError::Full { msg, .. }) => {
+                Ok(Some(tell_job(self.to.clone(), msg, scope.clone())))
+            }
             Err(TrySendError::Closed { msg, .. }) => Err(msg),
             Err(e) => {
                 tracing::debug!(error = %e, "remote tell not delivered");
@@ -297,10 +300,10 @@ impl<M: WireMessage + Message> TellTarget for TypedTarget<M> {
         node: &Node,
         codec: CodecKind,
         payload: &[u8],
-        scope: SharedScope,
+        scope: &SharedScope,
     ) -> Result<Option<TellJob>, WireError> {
         let msg: M = codec.decode(payload)?;
-        let msg = match self.deliver(msg, scope.clone()) {
+        let msg = match self.deliver(msg, scope) {
             Ok(job) => return Ok(job),
             Err(msg) => msg,
         };
@@ -319,10 +322,10 @@ impl<M: WireMessage + Message> TellTarget for TypedTarget<M> {
         &mut self,
         codec: CodecKind,
         payload: &[u8],
-        scope: SharedScope,
+        scope: &SharedScope,
     ) -> Result<TellJob, WireError> {
         let msg: M = codec.decode(payload)?;
-        Ok(tell_job(self.to.clone(), msg, scope))
+        Ok(tell_job(self.to.clone(), msg, scope.clone()))
     }
 }
 

@@ -1,13 +1,14 @@
 //! [`RemoteSink`]: the [`MessageSink`] behind a remote [`Recipient`](plexus_runtime::Recipient).
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use plexus_codecs::{
-    Codec, Envelope, Kind, MessageId, RemoteDuplex, RemoteMessage, RemoteStream, StreamReply,
-    Target, WireError, WireMessage, WireStr,
+    BoundTell, Codec, Envelope, Kind, MessageId, RemoteDuplex, RemoteMessage, RemoteStream,
+    StreamReply, Target, WireError, WireMessage, WireStr,
 };
 use plexus_runtime::remote::{LinkError, current_call};
 use plexus_runtime::stream::{Duplex, ReplyStream};
@@ -40,9 +41,50 @@ struct Route {
     /// Why the peer takes no `M` (it does not expose it, or not at this
     /// version), from the handshake.
     refused: Option<WireError>,
-    /// The envelope header of a tell without deadline or trace, encoded
-    /// once: such a tell's frame is this, then the payload.
-    tell_header: Bytes,
+    /// How a tell without deadline or trace is framed: its header, encoded
+    /// once, then the payload.
+    plain: PlainTell,
+}
+
+/// The header of a plain tell (no deadline or trace) on one route.
+enum PlainTell {
+    /// Bound to a short number ([`BoundTell`]): the first tell binds it,
+    /// later ones carry only the number.
+    Bound {
+        /// A bind frame has been handed to the link, so every later frame
+        /// reaches the peer after it: tells may go lean.
+        sent: AtomicBool,
+        /// Bind frame tag and binding, then the whole envelope header.
+        bind: Bytes,
+        /// Lean frame tag and binding.
+        lean: Bytes,
+    },
+    /// The session's bindings are all taken: every tell carries its
+    /// envelope header.
+    Whole(Bytes),
+}
+
+impl PlainTell {
+    /// The header of the next plain tell, and whether it binds.
+    fn header(&self) -> (&[u8], bool) {
+        match self {
+            Self::Bound { sent, bind, lean } => {
+                if sent.load(Ordering::Acquire) {
+                    (lean, false)
+                } else {
+                    (bind, true)
+                }
+            }
+            Self::Whole(header) => (header, false),
+        }
+    }
+
+    /// A bind frame was handed to the link.
+    fn bind_sent(&self) {
+        if let Self::Bound { sent, .. } = self {
+            sent.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl<M> RemoteSink<M> {
@@ -62,7 +104,7 @@ impl<M> RemoteSink<M> {
 
     /// The route over the live session to the peer, for the sink's
     /// message type (`name`, `version`).
-    fn route(&self, name: &str, version: u32) -> Option<Arc<Route>> {
+    fn route(&self, name: &'static str, version: u32) -> Option<Arc<Route>> {
         let mut route = lock(&self.route);
         if let Some(r) = route.as_ref()
             && r.session.is_alive()
@@ -71,23 +113,40 @@ impl<M> RemoteSink<M> {
         }
         let session = self.remote.session(&self.peer)?;
         let channel = session.channel(&self.target);
-        let mut tell_header = BytesMut::new();
-        Envelope::new(Kind::Tell, channel.id)
-            .with_message(MessageId::new(name.to_owned(), version))
-            .with_target(Target::Name(self.target.clone()))
-            .encode_header(&mut tell_header);
+        let header = Envelope::new(Kind::Tell, channel.id)
+            .with_message(MessageId::new(name, version))
+            .with_target(Target::Name(self.target.clone()));
+        let plain = match session.binding(&self.target, name, version) {
+            Some(binding) => {
+                let mut bind = BytesMut::new();
+                BoundTell::encode_bind_prefix(binding, &mut bind);
+                header.encode_header(&mut bind);
+                let mut lean = BytesMut::new();
+                BoundTell::encode_lean_header(binding, &mut lean);
+                PlainTell::Bound {
+                    sent: AtomicBool::new(false),
+                    bind: bind.freeze(),
+                    lean: lean.freeze(),
+                }
+            }
+            None => {
+                let mut whole = BytesMut::new();
+                header.encode_header(&mut whole);
+                PlainTell::Whole(whole.freeze())
+            }
+        };
         let fresh = Arc::new(Route {
             channel,
             refused: session.agreed.check_call(name, version).err(),
             session,
-            tell_header: tell_header.freeze(),
+            plain,
         });
         *route = Some(Arc::clone(&fresh));
         Some(fresh)
     }
 
     /// The route, if the peer is connected and takes the message.
-    fn checked_route(&self, name: &str, version: u32) -> Result<Arc<Route>, AskError> {
+    fn checked_route(&self, name: &'static str, version: u32) -> Result<Arc<Route>, AskError> {
         let route = self
             .route(name, version)
             .ok_or_else(|| self.unavailable())?;
@@ -267,22 +326,29 @@ impl<M: WireMessage + Message> RemoteSink<M> {
         route.channel.take_refusal()
     }
 
-    /// The frame of a tell on `route`: its cached header and the payload,
-    /// or, with a trace to carry, the whole envelope.
+    /// The frame of a tell on `route`: its cached header (bound, once the
+    /// binding is sent) and the payload, or, with a trace to carry, the
+    /// whole envelope; and whether the frame binds.
     fn tell_frame(
         &self,
         route: &Route,
         msg: &M,
         trace: Option<TraceContext>,
-    ) -> Result<Bytes, WireError> {
+    ) -> Result<(Bytes, bool), WireError> {
         let s = &route.session;
         match trace.and_then(to_traceparent) {
-            None => build_frame(|buf| {
-                buf.extend_from_slice(&route.tell_header);
-                s.codec().encode(msg, buf)?;
-                Ok(())
-            }),
-            tp => s.encode_request(Kind::Tell, route.channel.id, &self.target, msg, None, tp),
+            None => {
+                let (header, binds) = route.plain.header();
+                let frame = build_frame(|buf| {
+                    buf.extend_from_slice(header);
+                    s.codec().encode(msg, buf)?;
+                    Ok::<_, WireError>(())
+                })?;
+                Ok((frame, binds))
+            }
+            tp => s
+                .encode_request(Kind::Tell, route.channel.id, &self.target, msg, None, tp)
+                .map(|frame| (frame, false)),
         }
     }
 
@@ -307,7 +373,7 @@ impl<M: WireMessage + Message> RemoteSink<M> {
             Err(TryAcquireError::NoPermits) => return Err(full(msg)),
             Err(TryAcquireError::Closed) => return Err(TrySendError::Closed { msg, id }),
         }
-        let frame = match self.tell_frame(&route, &msg, trace) {
+        let (frame, binds) = match self.tell_frame(&route, &msg, trace) {
             Ok(f) => f,
             Err(e) => {
                 ch.credits.add_permits(1);
@@ -316,7 +382,12 @@ impl<M: WireMessage + Message> RemoteSink<M> {
             }
         };
         match s.tx.try_send(frame) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if binds {
+                    route.plain.bind_sent();
+                }
+                Ok(())
+            }
             Err(LinkError::Full { .. }) => {
                 ch.credits.add_permits(1);
                 Err(full(msg))
@@ -351,7 +422,7 @@ impl<M: WireMessage + Message> RemoteSink<M> {
                 Ok(p) => p.forget(),
                 Err(_) => return Err(SendError::Closed { msg, id }),
             }
-            let frame = match self.tell_frame(&route, &msg, trace) {
+            let (frame, binds) = match self.tell_frame(&route, &msg, trace) {
                 Ok(f) => f,
                 Err(e) => {
                     ch.credits.add_permits(1);
@@ -360,7 +431,12 @@ impl<M: WireMessage + Message> RemoteSink<M> {
                 }
             };
             match s.tx.send(frame).await {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    if binds {
+                        route.plain.bind_sent();
+                    }
+                    Ok(())
+                }
                 Err(LinkError::TooLarge { len, max }) => {
                     ch.credits.add_permits(1);
                     let error = AskError::TooLarge { len, max };

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use plexus_codecs::envelope::MAX_BINDING;
 use plexus_codecs::{
-    Agreed, Codec, CodecKind, Envelope, EnvelopeRef, Kind, Target, TargetRef, TraceParent,
-    WireError, WireMessage, WireStr,
+    Agreed, BoundTell, Codec, CodecKind, Envelope, EnvelopeError, EnvelopeRef, Kind, Target,
+    TargetRef, TraceParent, WireError, WireMessage, WireStr,
 };
 use plexus_runtime::protocols::rpc::{IdHasher, Pending, RecvWindow};
 use plexus_runtime::remote::{
@@ -142,6 +143,19 @@ struct InChannel {
     /// channel carries one target; a sender rarely tells it more than a
     /// few types).
     targets: TargetCache<Box<dyn TellTarget>, 8>,
+    /// What a tell without deadline or trace runs under: the caller and
+    /// the channel id, made on the first.
+    scope: Option<SharedScope>,
+}
+
+/// A channel's [`InChannel::scope`], made from the session's caller scope
+/// on first use.
+fn plain_scope<'a>(
+    scope: &'a mut Option<SharedScope>,
+    caller: &SharedScope,
+    channel: u64,
+) -> &'a SharedScope {
+    scope.get_or_insert_with(|| caller.with_correlation(channel))
 }
 
 /// Resolved targets by (message name, version, actor name), oldest
@@ -220,54 +234,66 @@ impl<'a> From<&EnvelopeRef<'a>> for TellRef<'a> {
     }
 }
 
-/// The header of the last plain tell read (no deadline, trace or
-/// metadata). A sender's plain tells on one channel share their header
-/// byte for byte (it caches it), so a frame that starts with these bytes
-/// has this header and the rest is its payload: it is read without
-/// decoding.
+/// What a peer's bindings stand for ([`BoundTell`]): the header of the
+/// plain tell that bound each, by binding, with where its tells go.
 #[derive(Default)]
-struct LastTell {
-    header: Vec<u8>,
+struct Bindings {
+    list: Vec<Option<Binding>>,
+}
+
+struct Binding {
     channel: u64,
+    /// Where the channel's state is in [`InChannels`].
+    at: usize,
     name: String,
     version: u32,
     target: String,
+    /// The target, resolved by the first tell that reaches it.
+    resolved: Option<Box<dyn TellTarget>>,
 }
 
-impl LastTell {
-    /// The tell in `frame`, if its header is the last one's.
-    fn repeat<'a>(&'a self, frame: &'a [u8]) -> Option<TellRef<'a>> {
-        let payload = frame.strip_prefix(self.header.as_slice())?;
-        (!self.header.is_empty()).then_some(TellRef {
-            channel: self.channel,
-            message: Some((&self.name, self.version)),
-            target: Some(TargetRef::Name(&self.target)),
-            deadline: None,
-            traceparent: None,
-            payload,
-        })
+impl Bindings {
+    /// Bind `binding` to the header of `tell`, a plain tell of the channel
+    /// at `at`; a binding made again is replaced. `None` if `tell` names
+    /// no message or target name, or `binding` is above [`MAX_BINDING`]
+    /// (both refused by the decoder).
+    fn bind(&mut self, binding: u64, tell: &EnvelopeRef<'_>, at: usize) -> Option<&mut Binding> {
+        let (Some((name, version)), Some(TargetRef::Name(target))) = (tell.message, tell.target)
+        else {
+            return None;
+        };
+        let index = usize::try_from(binding)
+            .ok()
+            .filter(|&i| i <= MAX_BINDING as usize)?;
+        if self.list.len() <= index {
+            self.list.resize_with(index + 1, || None);
+        }
+        let slot = self.list[index].get_or_insert_with(|| Binding {
+            channel: 0,
+            at: 0,
+            name: String::new(),
+            version: 0,
+            target: String::new(),
+            resolved: None,
+        });
+        slot.channel = tell.correlation;
+        slot.at = at;
+        slot.name.clear();
+        slot.name.push_str(name);
+        slot.version = version;
+        slot.target.clear();
+        slot.target.push_str(target);
+        slot.resolved = None;
+        Some(slot)
     }
 
-    /// Remember the header of `env`, read from `frame`, if it is plain.
-    fn remember(&mut self, frame: &[u8], env: &EnvelopeRef<'_>) {
-        let (Some((name, version)), Some(TargetRef::Name(target))) = (env.message, env.target)
-        else {
-            return;
-        };
-        if env.deadline.is_some() || env.traceparent.is_some() || env.has_metadata() {
-            return;
-        }
-        let Some(header) = frame.get(..frame.len() - env.payload.len()) else {
-            return;
-        };
-        self.header.clear();
-        self.header.extend_from_slice(header);
-        self.channel = env.correlation;
-        self.name.clear();
-        self.name.push_str(name);
-        self.version = version;
-        self.target.clear();
-        self.target.push_str(target);
+    /// What `binding` was bound to.
+    fn get_mut(&mut self, binding: u64) -> Result<&mut Binding, EnvelopeError> {
+        usize::try_from(binding)
+            .ok()
+            .and_then(|at| self.list.get_mut(at))
+            .and_then(Option::as_mut)
+            .ok_or(EnvelopeError::UnknownBinding { binding })
     }
 }
 
@@ -282,8 +308,9 @@ struct InChannels {
 }
 
 impl InChannels {
-    /// Channel `id`'s state, made on its first tell.
-    fn get(&mut self, id: u64) -> &mut InChannel {
+    /// Where channel `id`'s state is in the list (it stays there), made on
+    /// its first tell.
+    fn position(&mut self, id: u64) -> usize {
         if self.list.get(self.last).is_none_or(|(at, _)| *at != id) {
             let list = &mut self.list;
             self.last = *self.index.entry(id).or_insert_with(|| {
@@ -291,7 +318,13 @@ impl InChannels {
                 list.len() - 1
             });
         }
-        &mut self.list[self.last].1
+        self.last
+    }
+
+    /// Channel `id`'s state, made on its first tell.
+    fn get(&mut self, id: u64) -> &mut InChannel {
+        let at = self.position(id);
+        &mut self.list[at].1
     }
 }
 
@@ -345,6 +378,8 @@ pub(crate) struct Session {
     channels: Mutex<HashMap<WireStr, Arc<TellChannel>>>,
     channels_by_id: Mutex<HashMap<u64, Arc<TellChannel>>>,
     next_channel: AtomicU64,
+    /// The bindings of our tells' headers, by (target, message, version).
+    bindings: Mutex<HashMap<(WireStr, &'static str, u32), u64>>,
     inbound: Mutex<HashMap<u64, InboundCall, IdHasher>>,
     /// Streams being received, by (call, whether the items come from its
     /// callee): our calls' reply streams and our served calls' inputs.
@@ -375,6 +410,7 @@ impl Session {
             channels: Mutex::new(HashMap::new()),
             channels_by_id: Mutex::new(HashMap::new()),
             next_channel: AtomicU64::new(1),
+            bindings: Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::default()),
             feeds: Mutex::new(HashMap::new()),
             credits: Mutex::new(HashMap::new()),
@@ -474,6 +510,25 @@ impl Session {
             lock(&self.channels_by_id).insert(id, Arc::clone(&ch));
             ch
         }))
+    }
+
+    /// The binding of plain tells of `name` at `version` to `target`, made
+    /// on first use; `None` once every binding is taken (those tells then
+    /// carry their whole header).
+    pub(crate) fn binding(
+        &self,
+        target: &WireStr,
+        name: &'static str,
+        version: u32,
+    ) -> Option<u64> {
+        let mut bindings = lock(&self.bindings);
+        let next = bindings.len() as u64;
+        match bindings.entry((target.clone(), name, version)) {
+            std::collections::hash_map::Entry::Occupied(at) => Some(*at.get()),
+            std::collections::hash_map::Entry::Vacant(at) => {
+                (next <= MAX_BINDING).then(|| *at.insert(next))
+            }
+        }
     }
 
     /// A tell or ask frame: header, then `msg` encoded straight after it.
@@ -622,7 +677,7 @@ impl Session {
         // This task's waker, to start the asks of a burst as they arrive.
         let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let mut burst = 0;
-        let mut last_tell = LastTell::default();
+        let mut bindings = Bindings::default();
         loop {
             let ready = if burst < BURST { rx.try_recv() } else { None };
             let next = if let Some(frame) = ready {
@@ -651,32 +706,25 @@ impl Session {
             let Some(remote) = remote.upgrade() else {
                 break;
             };
-            // Tells, the bulk of traffic, are read in place; the rest as
-            // owned envelopes (a reply is handed to its caller).
-            let decoded = if let Some(tell) = last_tell.repeat(&frame) {
-                Ok(self.on_tell(&tell, &remote, &mut state))
-            } else if EnvelopeRef::peek_kind(&frame) == Some(Kind::Tell) {
-                EnvelopeRef::decode(&frame).map(|env| {
-                    last_tell.remember(&frame, &env);
-                    self.on_tell(&TellRef::from(&env), &remote, &mut state)
-                })
-            } else if EnvelopeRef::peek_kind(&frame) == Some(Kind::Ask) {
-                EnvelopeRef::decode(&frame).map(|env| self.on_ask(&env, &remote, &mut state))
-            } else if let Some(Kind::Reply | Kind::Error) = EnvelopeRef::peek_kind(&frame) {
-                // Answers to our calls are left in their slots in place.
-                match EnvelopeRef::decode(&frame) {
-                    Ok(env) if self.on_answer(&env, &frame) => Ok(None),
-                    Ok(_) => Envelope::decode(frame).map(|env| {
-                        self.on_envelope(env);
+            // Tells, the bulk of traffic, come bound to a header sent once
+            // (`BoundTell`) and are read in place.
+            let decoded = match BoundTell::decode(&frame) {
+                Ok(Some(BoundTell::Lean { binding, payload })) => {
+                    bindings.get_mut(binding).map(|bound| {
+                        self.on_bound_tell(bound, payload, &remote, &mut state);
                         None
-                    }),
-                    Err(e) => Err(e),
+                    })
                 }
-            } else {
-                Envelope::decode(frame).map(|env| {
-                    self.on_envelope(env);
-                    None
-                })
+                Ok(Some(BoundTell::Bind { binding, tell })) => {
+                    let at = state.channels.position(tell.correlation);
+                    match bindings.bind(binding, &tell, at) {
+                        Some(bound) => self.on_bound_tell(bound, tell.payload, &remote, &mut state),
+                        None => self.on_tell(&TellRef::from(&tell), &remote, &mut state),
+                    }
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+                Ok(None) => self.on_frame(frame, &remote, &mut state),
             };
             let serve = match decoded {
                 Ok(serve) => serve,
@@ -695,6 +743,38 @@ impl Session {
         self.shutdown();
         if let Some(remote) = remote.upgrade() {
             remote.forget(&self);
+        }
+    }
+
+    /// A frame holding an envelope: tells (with a deadline or trace, or
+    /// beyond the bindings) and asks read in place, answers to our calls
+    /// left in their slots in place, the rest as owned envelopes.
+    fn on_frame(
+        self: &Arc<Self>,
+        frame: Bytes,
+        remote: &Arc<RemoteInner>,
+        state: &mut ReaderState,
+    ) -> Result<Option<Serving>, EnvelopeError> {
+        match EnvelopeRef::peek_kind(&frame) {
+            Some(Kind::Tell) => EnvelopeRef::decode(&frame).map(|env| {
+                self.on_tell(&TellRef::from(&env), remote, state);
+                None
+            }),
+            Some(Kind::Ask) => {
+                EnvelopeRef::decode(&frame).map(|env| self.on_ask(&env, remote, state))
+            }
+            Some(Kind::Reply | Kind::Error) => match EnvelopeRef::decode(&frame) {
+                Ok(env) if self.on_answer(&env, &frame) => Ok(None),
+                Ok(_) => Envelope::decode(frame).map(|env| {
+                    self.on_envelope(env);
+                    None
+                }),
+                Err(e) => Err(e),
+            },
+            _ => Envelope::decode(frame).map(|env| {
+                self.on_envelope(env);
+                None
+            }),
         }
     }
 
@@ -805,16 +885,59 @@ impl Session {
     /// them in the channel's forwarder, keeping the channel's order. A tell
     /// the node cannot take is reported back to the sender (its next tell
     /// to that target returns the refusal).
-    fn on_tell(
-        &self,
-        env: &TellRef<'_>,
-        remote: &Arc<RemoteInner>,
-        state: &mut ReaderState,
-    ) -> Option<Serving> {
+    fn on_tell(&self, env: &TellRef<'_>, remote: &Arc<RemoteInner>, state: &mut ReaderState) {
         let channel = env.channel;
         let ch = state.channels.get(channel);
         let direct = ch.queued.load(Ordering::Acquire) == 0;
-        let job = match self.dispatch_tell(env, remote, ch, direct) {
+        let job = self.dispatch_tell(env, remote, ch, direct);
+        self.after_tell(channel, ch, &mut state.owing, job);
+    }
+
+    /// [`on_tell`](Self::on_tell) for a bound tell: its channel, target
+    /// and scope are the binding's, found without a lookup.
+    fn on_bound_tell(
+        &self,
+        bound: &mut Binding,
+        payload: &[u8],
+        remote: &RemoteInner,
+        state: &mut ReaderState,
+    ) {
+        let Some((_, ch)) = state.channels.list.get_mut(bound.at) else {
+            return;
+        };
+        let direct = ch.queued.load(Ordering::Acquire) == 0;
+        let job = (|| {
+            let to = match &mut bound.resolved {
+                Some(to) => to,
+                None => bound.resolved.insert(
+                    remote
+                        .registry
+                        .lookup(&bound.name, bound.version)?
+                        .tell_target(&remote.node, &bound.target)?,
+                ),
+            };
+            let scope = plain_scope(&mut ch.scope, &self.caller_scope, bound.channel);
+            let codec = self.agreed.decode_with;
+            if direct {
+                to.try_tell(&remote.node, codec, payload, scope)
+            } else {
+                to.tell(codec, payload, scope).map(Some)
+            }
+        })();
+        self.after_tell(bound.channel, ch, &mut state.owing, job);
+    }
+
+    /// A tell of `channel` was delivered, refused, or left to `job`: grant
+    /// the sender's credit back (now or soon), report a refusal, or queue
+    /// the job in the channel's forwarder.
+    fn after_tell(
+        &self,
+        channel: u64,
+        ch: &mut InChannel,
+        owing: &mut Vec<u64>,
+        job: Result<Option<TellJob>, WireError>,
+    ) {
+        let job = match job {
             Ok(job) => job,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "remote tell refused");
@@ -826,13 +949,13 @@ impl Session {
             // Delivered (or refused): the sender's credit comes back.
             ch.owed += 1;
             if ch.owed == 1 {
-                state.owing.push(channel);
+                owing.push(channel);
             }
             if ch.owed * 2 >= TELL_WINDOW as u64 {
                 let n = std::mem::take(&mut ch.owed);
                 self.send_soon(encode(&Envelope::credit(channel, n).from_callee()));
             }
-            return None;
+            return;
         };
         let tx = ch
             .forwarder
@@ -842,7 +965,6 @@ impl Session {
             ch.queued.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(peer = %self.peer, channel, "peer exceeded its tell credit; tell dropped");
         }
-        None
     }
 
     /// Grant the credit owed for tells the reader delivered itself.
@@ -877,11 +999,14 @@ impl Session {
                 .lookup(message.0, message.1)?
                 .tell_target(&remote.node, target)
         })?;
+        let timed;
         let scope = if env.deadline.is_none() && env.traceparent.is_none() {
-            self.caller_scope.with_correlation(env.channel)
+            plain_scope(&mut ch.scope, &self.caller_scope, env.channel)
         } else {
-            self.scope(env.channel, env.deadline, env.traceparent, remote)
-                .share()
+            timed = self
+                .scope(env.channel, env.deadline, env.traceparent, remote)
+                .share();
+            &timed
         };
         let codec = self.agreed.decode_with;
         if direct {
@@ -1210,35 +1335,47 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_tell_header_is_read_without_decoding_and_only_then() {
-        let mut last = LastTell::default();
+    fn a_binding_stands_for_the_header_of_the_tell_that_bound_it() {
+        let mut bindings = Bindings::default();
+        assert_eq!(
+            bindings.get_mut(3).err(),
+            Some(EnvelopeError::UnknownBinding { binding: 3 }),
+            "nothing bound yet"
+        );
         let first = encode(&tell(1 << 63 | 1, "svc", b"one"));
-        assert!(last.repeat(&first).is_none(), "nothing remembered yet");
-        let env = EnvelopeRef::decode(&first).unwrap();
-        last.remember(&first, &env);
-
-        // Same channel and header, another payload: read from the cache.
-        let next = encode(&tell(1 << 63 | 1, "svc", b"second"));
-        let t = last.repeat(&next).unwrap();
-        assert_eq!(t.channel, 1 << 63 | 1);
-        assert_eq!(t.message, Some(("t.Note", 2)));
-        assert_eq!(t.target, Some(TargetRef::Name("svc")));
-        assert_eq!((t.deadline, t.traceparent), (None, None));
-        assert_eq!(t.payload, b"second");
-
-        // Another channel, target or any extra field: decoded as usual.
-        for other in [
-            tell(1 << 63 | 2, "svc", b"x"),
-            tell(1 << 63 | 1, "svd", b"x"),
-            tell(1 << 63 | 1, "svc", b"x").with_deadline(Duration::from_millis(5)),
-            Envelope::new(Kind::Ask, 1 << 63 | 1),
-        ] {
-            assert!(last.repeat(&encode(&other)).is_none(), "{other:?}");
+        let b = bindings
+            .bind(3, &EnvelopeRef::decode(&first).unwrap(), 5)
+            .unwrap();
+        assert!(b.resolved.is_none());
+        let b = bindings.get_mut(3).unwrap();
+        assert_eq!((b.channel, b.at), (1 << 63 | 1, 5));
+        assert_eq!((b.name.as_str(), b.version), ("t.Note", 2));
+        assert_eq!(b.target, "svc");
+        for unbound in [0, 2, 4, MAX_BINDING, MAX_BINDING + 1, u64::MAX] {
+            assert_eq!(
+                bindings.get_mut(unbound).err(),
+                Some(EnvelopeError::UnknownBinding { binding: unbound })
+            );
         }
 
-        // A tell with a deadline is not remembered; the plain header stays.
-        let timed = encode(&tell(1 << 63 | 1, "svc", b"t").with_deadline(Duration::from_millis(5)));
-        last.remember(&timed, &EnvelopeRef::decode(&timed).unwrap());
-        assert_eq!(last.repeat(&next).unwrap().payload, b"second");
+        // Bound again: replaced.
+        let other = encode(&tell(1 << 63 | 2, "svd", b"two"));
+        bindings.bind(3, &EnvelopeRef::decode(&other).unwrap(), 6);
+        let b = bindings.get_mut(3).unwrap();
+        assert_eq!((b.channel, b.at), (1 << 63 | 2, 6));
+        assert_eq!(b.target, "svd");
+
+        // Out of range, or not a tell with a message and a target name:
+        // never bound (the decoder refuses both before).
+        let other = EnvelopeRef::decode(&other).unwrap();
+        assert!(bindings.bind(MAX_BINDING + 1, &other, 0).is_none());
+        assert!(bindings.list.len() <= MAX_BINDING as usize + 1);
+        let bare = encode(&Envelope::new(Kind::Tell, 1 << 63 | 1));
+        assert!(
+            bindings
+                .bind(4, &EnvelopeRef::decode(&bare).unwrap(), 0)
+                .is_none()
+        );
+        assert!(bindings.get_mut(4).is_err());
     }
 }
