@@ -111,6 +111,15 @@ pub enum WireError {
         /// The link's limit.
         max: u64,
     },
+    /// The receiver already keeps as many tell channels (one per target
+    /// actor the sender tells) for this link as it allows; tells to a new
+    /// target are refused until the link is made anew. Tell fewer distinct
+    /// actors over one link, or raise the receiver's limit.
+    #[error("the peer takes tells for at most {max} targets per link")]
+    TooManyChannels {
+        /// The receiver's limit.
+        max: u64,
+    },
 }
 
 impl WireError {
@@ -223,6 +232,7 @@ mod tests {
                 len: 2 << 20,
                 max: 1 << 20,
             },
+            WireError::TooManyChannels { max: 4096 },
         ];
         for err in all {
             assert_eq!(WireError::from_payload(&err.to_payload()).unwrap(), err);

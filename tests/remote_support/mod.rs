@@ -29,6 +29,7 @@ macro_rules! every_scenario {
             tell_refusals,
             inbound_call_limit,
             oversized_messages,
+            tell_channel_limit,
         );
     };
     (@on $road:ident: $($name:ident),* $(,)?) => {$(
@@ -323,6 +324,9 @@ pub const NAMES: [&str; 3] = ["a", "b", "c"];
 /// Calls one member serves for one peer at once (small, so a scenario can
 /// reach it).
 pub const MAX_INBOUND_CALLS: usize = 8;
+/// Tell channels (targets) one member takes per link, small for the same
+/// reason.
+pub const MAX_TELL_CHANNELS: usize = 8;
 
 pub fn members(capacity: usize, count_delay: Duration) -> Vec<Member> {
     NAMES
@@ -343,6 +347,7 @@ pub fn members(capacity: usize, count_delay: Duration) -> Vec<Member> {
                 .and_then(|b| b.expose_stream::<Blobs>())
                 .expect("expose")
                 .max_inbound_calls(MAX_INBOUND_CALLS)
+                .max_tell_channels(MAX_TELL_CHANNELS)
                 .build();
             let stats = Arc::new(Stats::default());
             let svc = node

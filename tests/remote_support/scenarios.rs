@@ -654,3 +654,64 @@ pub async fn oversized_messages(road: Road) {
     .await;
     assert_eq!(echo.ask(Echo("still up".into())).await.unwrap(), "still up");
 }
+
+/// The first refusal of tells to `to`: tell until one comes back (a
+/// refusal is reported by the tell after the refused one), within 5 s.
+async fn first_refusal(to: &Recipient<Count>) -> AskError {
+    let start = Instant::now();
+    for n in 0.. {
+        assert!(start.elapsed() < Duration::from_secs(5), "never refused");
+        match to.tell(Count(n)).await {
+            Ok(()) => tokio::task::yield_now().await,
+            Err(SendError::Rejected { error, .. }) => return error,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    unreachable!()
+}
+
+/// A peer can open at most `MAX_TELL_CHANNELS` tell channels (targets)
+/// per link: one more is refused with a reason, the channels it has keep
+/// working, and its refused tells cost no credit.
+pub async fn tell_channel_limit(road: Road) {
+    let (ms, _net) = cluster(road, 64, Duration::ZERO).await;
+    let a = &ms[0].remote;
+    let svc: Recipient<Count> = a.recipient("b", "svc");
+    svc.tell(Count(1_000)).await.unwrap();
+    // Fill the limit with targets b does not have (each refused as such).
+    for i in 1..MAX_TELL_CHANNELS {
+        let to: Recipient<Count> = a.recipient("b", &format!("nobody{i}"));
+        match first_refusal(&to).await {
+            AskError::UnknownTarget { target } => assert_eq!(&*target, format!("nobody{i}")),
+            other => panic!("{other:?}"),
+        }
+    }
+    let one_more: Recipient<Count> = a.recipient("b", "one-more");
+    match first_refusal(&one_more).await {
+        AskError::Remote { reason } => {
+            assert!(
+                reason.contains(&format!("at most {MAX_TELL_CHANNELS} targets")),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // More refused tells than the credit window: none keeps its credit
+    // (a leak would leave the last ones waiting for credit for ever).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        for _ in 0..plexus_transports::remote::TELL_WINDOW + 10 {
+            let _ = one_more.tell(Count(0)).await;
+        }
+    })
+    .await
+    .expect("refused tells gave their credit back");
+    // The channel b already has still carries tells.
+    svc.tell(Count(1_001)).await.unwrap();
+    let stats = &ms[1].stats;
+    eventually(
+        "tells on an existing channel",
+        Duration::from_secs(5),
+        || stats.seen.lock().unwrap().contains(&1_001),
+    )
+    .await;
+}

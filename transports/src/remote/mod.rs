@@ -69,6 +69,14 @@ pub struct RemoteConfig {
     /// caller gets [`AskError::Full`](plexus_runtime::AskError::Full) and
     /// may retry. Tells are bounded by their credit window instead.
     pub max_inbound_calls: usize,
+    /// How many tell channels one peer may open on this node per link
+    /// (default 4,096). A peer's node opens one per target actor it tells,
+    /// and the channel (its credit state, and a task while the target's
+    /// mailbox is full) lives as long as the link, so this bounds that
+    /// memory. A tell to one target more is refused: the sender's next
+    /// tell to it returns `SendError::Rejected` with an
+    /// [`AskError::Remote`](plexus_runtime::AskError::Remote) that says so.
+    pub max_tell_channels: usize,
 }
 
 impl Default for RemoteConfig {
@@ -76,6 +84,7 @@ impl Default for RemoteConfig {
         Self {
             handshake_timeout: Duration::from_secs(5),
             max_inbound_calls: 1024,
+            max_tell_channels: 4096,
         }
     }
 }
@@ -254,6 +263,13 @@ impl RemoteBuilder {
         self
     }
 
+    /// How many tell channels one peer may open per link
+    /// ([`RemoteConfig::max_tell_channels`]; at least 1).
+    pub fn max_tell_channels(mut self, n: usize) -> Self {
+        self.config.max_tell_channels = n;
+        self
+    }
+
     /// How long [`Remote::attach`] waits for the peer's handshake
     /// ([`RemoteConfig::handshake_timeout`]; default 5 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
@@ -261,10 +277,11 @@ impl RemoteBuilder {
         self
     }
 
-    /// Make the endpoint. A `max_inbound_calls` of 0 (which would refuse
-    /// every call) is taken as 1.
+    /// Make the endpoint. A `max_inbound_calls` or `max_tell_channels` of
+    /// 0 (which would refuse everything) is taken as 1.
     pub fn build(mut self) -> Remote {
         self.config.max_inbound_calls = self.config.max_inbound_calls.max(1);
+        self.config.max_tell_channels = self.config.max_tell_channels.max(1);
         Remote {
             inner: Arc::new(RemoteInner {
                 node: self.node,

@@ -305,26 +305,33 @@ struct InChannels {
     list: Vec<(u64, InChannel)>,
     index: HashMap<u64, usize>,
     last: usize,
+    /// At most this many channels ([`RemoteConfig::max_tell_channels`](super::RemoteConfig::max_tell_channels)).
+    max: usize,
 }
 
 impl InChannels {
     /// Where channel `id`'s state is in the list (it stays there), made on
-    /// its first tell.
-    fn position(&mut self, id: u64) -> usize {
+    /// its first tell; `None` for a new channel past the limit.
+    fn position(&mut self, id: u64) -> Option<usize> {
         if self.list.get(self.last).is_none_or(|(at, _)| *at != id) {
-            let list = &mut self.list;
-            self.last = *self.index.entry(id).or_insert_with(|| {
-                list.push((id, InChannel::default()));
-                list.len() - 1
-            });
+            self.last = match self.index.get(&id) {
+                Some(&at) => at,
+                None if self.list.len() >= self.max => return None,
+                None => {
+                    self.list.push((id, InChannel::default()));
+                    self.index.insert(id, self.list.len() - 1);
+                    self.list.len() - 1
+                }
+            };
         }
-        self.last
+        Some(self.last)
     }
 
-    /// Channel `id`'s state, made on its first tell.
-    fn get(&mut self, id: u64) -> &mut InChannel {
-        let at = self.position(id);
-        &mut self.list[at].1
+    /// Channel `id`'s state, made on its first tell; `None` for a new
+    /// channel past the limit.
+    fn get(&mut self, id: u64) -> Option<&mut InChannel> {
+        let at = self.position(id)?;
+        Some(&mut self.list[at].1)
     }
 }
 
@@ -674,6 +681,9 @@ impl Session {
         let _ = span;
         let mut serving: FuturesUnordered<Serving> = FuturesUnordered::new();
         let mut state = ReaderState::default();
+        state.channels.max = remote
+            .upgrade()
+            .map_or(usize::MAX, |r| r.config.max_tell_channels);
         // This task's waker, to start the asks of a burst as they arrive.
         let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let mut burst = 0;
@@ -716,7 +726,12 @@ impl Session {
                     })
                 }
                 Ok(Some(BoundTell::Bind { binding, tell })) => {
-                    let at = state.channels.position(tell.correlation);
+                    // Past the channel limit the binding still stands (its
+                    // lean tells are refused as its bind frame is).
+                    let at = state
+                        .channels
+                        .position(tell.correlation)
+                        .unwrap_or(usize::MAX);
                     match bindings.bind(binding, &tell, at) {
                         Some(bound) => self.on_bound_tell(bound, tell.payload, &remote, &mut state),
                         None => self.on_tell(&TellRef::from(&tell), &remote, &mut state),
@@ -887,7 +902,10 @@ impl Session {
     /// to that target returns the refusal).
     fn on_tell(&self, env: &TellRef<'_>, remote: &Arc<RemoteInner>, state: &mut ReaderState) {
         let channel = env.channel;
-        let ch = state.channels.get(channel);
+        let Some(ch) = state.channels.get(channel) else {
+            self.refuse_channel(channel, state.channels.max);
+            return;
+        };
         let direct = ch.queued.load(Ordering::Acquire) == 0;
         let job = self.dispatch_tell(env, remote, ch, direct);
         self.after_tell(channel, ch, &mut state.owing, job);
@@ -903,6 +921,7 @@ impl Session {
         state: &mut ReaderState,
     ) {
         let Some((_, ch)) = state.channels.list.get_mut(bound.at) else {
+            self.refuse_channel(bound.channel, state.channels.max);
             return;
         };
         let direct = ch.queued.load(Ordering::Acquire) == 0;
@@ -967,10 +986,20 @@ impl Session {
         }
     }
 
+    /// Refuse a tell of `channel`, a channel past the limit of `max`: the
+    /// sender hears why, and gets the tell's credit back.
+    fn refuse_channel(&self, channel: u64, max: usize) {
+        tracing::debug!(peer = %self.peer, channel, max, "tell channel past the limit refused");
+        self.send_error(channel, &WireError::TooManyChannels { max: max as u64 });
+        self.send_soon(encode(&Envelope::credit(channel, 1).from_callee()));
+    }
+
     /// Grant the credit owed for tells the reader delivered itself.
     fn grant_owed(&self, state: &mut ReaderState) {
         for channel in state.owing.drain(..) {
-            let ch = state.channels.get(channel);
+            let Some(ch) = state.channels.get(channel) else {
+                continue;
+            };
             if ch.owed > 0 {
                 let n = std::mem::take(&mut ch.owed);
                 self.send_soon(encode(&Envelope::credit(channel, n).from_callee()));
