@@ -28,11 +28,13 @@ pub enum SendError<M> {
     /// unreachable port on its next send; this message was not sent. Fix
     /// the name or version, or wait for the actor to exist, then retry.
     ///
-    /// Also this message itself, if it cannot go over the link at all:
-    /// `error` is then [`AskError::TooLarge`] (the encoded message exceeds
-    /// the link's frame limit). It was not sent; later, smaller tells are
-    /// unaffected.
-    #[error("refused by the peer: {error}")]
+    /// Also this message itself, when it could not be sent: `error` is then
+    /// [`AskError::PeerUnavailable`] (no link to the peer right now; links
+    /// reconnect on their own, so retry later), [`AskError::TooLarge`] (the
+    /// encoded message exceeds the link's frame limit) or
+    /// [`AskError::BadPayload`] (the message did not encode). Later tells
+    /// are unaffected.
+    #[error("tell not delivered: {error}")]
     Rejected {
         /// The message that was not sent.
         msg: M,
@@ -90,8 +92,8 @@ pub enum TrySendError<M> {
         id: ActorId,
     },
     /// Remote tells: the peer refused this kind of tell, or this message
-    /// is too large for the link; see [`SendError::Rejected`].
-    #[error("refused by the peer: {error}")]
+    /// could not be sent; see [`SendError::Rejected`].
+    #[error("tell not delivered: {error}")]
     Rejected {
         /// The message that was not sent.
         msg: M,

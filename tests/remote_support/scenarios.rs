@@ -226,8 +226,20 @@ pub async fn link_loss_fails_pending_fast(road: Road) {
     );
     // Tells are refused (no outbox), handing the message back.
     let count: Recipient<Count> = ms[0].remote.recipient("b", "svc");
-    let e = count.tell(Count(1)).await.unwrap_err();
-    assert_eq!(e.into_inner().0, 1);
+    match count.tell(Count(1)).await {
+        Err(SendError::Rejected {
+            msg: Count(1),
+            error: AskError::PeerUnavailable { peer },
+        }) => assert_eq!(&*peer, "b"),
+        other => panic!("{other:?}"),
+    }
+    match count.try_tell(Count(2)) {
+        Err(TrySendError::Rejected {
+            msg: Count(2),
+            error: AskError::PeerUnavailable { .. },
+        }) => {}
+        other => panic!("{other:?}"),
+    }
     // The running handler on B was cancelled with the link.
     eventually("handler dropped", Duration::from_secs(5), || {
         stats.dropped_mid_handler.load(Ordering::SeqCst) == 1

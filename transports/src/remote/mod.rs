@@ -28,8 +28,8 @@
 //!   and [`Remote::duplex_recipient`].
 //! - When the link closes, pending asks fail at once with
 //!   `AskError::PeerUnavailable`, open streams end with it, and tells are
-//!   refused with `SendError::Closed` (handing the message back): there is
-//!   no outbox.
+//!   refused with `SendError::Rejected` carrying `PeerUnavailable` (handing
+//!   the message back): there is no outbox.
 //! - Two nodes that dial each other keep one link: the one opened by the
 //!   node whose name sorts first.
 

@@ -355,30 +355,29 @@ impl<M: WireMessage + Message> RemoteSink<M> {
     /// Send a tell now if there is credit and room on the link (no future,
     /// no waiting); `Full` hands it back.
     fn tell_wire_now(&self, msg: M, trace: Option<TraceContext>) -> Result<(), TrySendError<M>> {
-        let id = ActorId::REMOTE;
+        let rejected = |msg, error| TrySendError::Rejected { msg, error };
         let Some(route) = self.route(M::NAME, M::VERSION) else {
-            return Err(TrySendError::Closed { msg, id });
+            return Err(rejected(msg, self.unavailable()));
         };
         let (s, ch) = (&route.session, &route.channel);
         if let Some(error) = self.refusal(&route) {
-            return Err(TrySendError::Rejected { msg, error });
+            return Err(rejected(msg, error));
         }
         let full = |msg| TrySendError::Full {
             msg,
-            id,
+            id: ActorId::REMOTE,
             capacity: TELL_WINDOW,
         };
         match ch.credits.try_acquire() {
             Ok(p) => p.forget(),
             Err(TryAcquireError::NoPermits) => return Err(full(msg)),
-            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed { msg, id }),
+            Err(TryAcquireError::Closed) => return Err(rejected(msg, self.unavailable())),
         }
         let (frame, binds) = match self.tell_frame(&route, &msg, trace) {
             Ok(f) => f,
             Err(e) => {
                 ch.credits.add_permits(1);
-                tracing::error!(error = %e, message = M::NAME, "tell not encodable; not sent");
-                return Err(TrySendError::Closed { msg, id });
+                return Err(rejected(msg, self.not_encodable(e)));
             }
         };
         match s.tx.try_send(frame) {
@@ -392,42 +391,39 @@ impl<M: WireMessage + Message> RemoteSink<M> {
                 ch.credits.add_permits(1);
                 Err(full(msg))
             }
-            Err(LinkError::TooLarge { len, max }) => {
+            Err(e) => {
                 ch.credits.add_permits(1);
-                let error = AskError::TooLarge { len, max };
-                Err(TrySendError::Rejected { msg, error })
+                Err(rejected(msg, self.link_failed(e)))
             }
-            Err(_) => Err(TrySendError::Closed { msg, id }),
         }
     }
 
     fn tell_wire(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
         let trace = current_call().and_then(|c| c.trace);
         Box::pin(async move {
-            let id = ActorId::REMOTE;
+            let rejected = |msg, error| SendError::Rejected { msg, error };
             let Some(route) = self.route(M::NAME, M::VERSION) else {
-                return Err(SendError::Closed { msg, id });
+                return Err(rejected(msg, self.unavailable()));
             };
             let (s, ch) = (&route.session, &route.channel);
             if let Some(error) = self.refusal(&route) {
-                return Err(SendError::Rejected { msg, error });
+                return Err(rejected(msg, error));
             }
             // Credit is usually there: no acquire future then.
             let credit = match ch.credits.try_acquire() {
                 Ok(p) => Ok(p),
                 Err(TryAcquireError::NoPermits) => ch.credits.acquire().await,
-                Err(TryAcquireError::Closed) => return Err(SendError::Closed { msg, id }),
+                Err(TryAcquireError::Closed) => return Err(rejected(msg, self.unavailable())),
             };
             match credit {
                 Ok(p) => p.forget(),
-                Err(_) => return Err(SendError::Closed { msg, id }),
+                Err(_) => return Err(rejected(msg, self.unavailable())),
             }
             let (frame, binds) = match self.tell_frame(&route, &msg, trace) {
                 Ok(f) => f,
                 Err(e) => {
                     ch.credits.add_permits(1);
-                    tracing::error!(error = %e, message = M::NAME, "tell not encodable; not sent");
-                    return Err(SendError::Closed { msg, id });
+                    return Err(rejected(msg, self.not_encodable(e)));
                 }
             };
             match s.tx.send(frame).await {
@@ -437,14 +433,28 @@ impl<M: WireMessage + Message> RemoteSink<M> {
                     }
                     Ok(())
                 }
-                Err(LinkError::TooLarge { len, max }) => {
+                Err(e) => {
                     ch.credits.add_permits(1);
-                    let error = AskError::TooLarge { len, max };
-                    Err(SendError::Rejected { msg, error })
+                    Err(rejected(msg, self.link_failed(e)))
                 }
-                Err(_) => Err(SendError::Closed { msg, id }),
             }
         })
+    }
+
+    /// Why a tell the link refused was not sent: too large for it, or the
+    /// link is down (it reconnects on its own).
+    fn link_failed(&self, e: LinkError) -> AskError {
+        match e {
+            LinkError::TooLarge { len, max } => AskError::TooLarge { len, max },
+            _ => self.unavailable(),
+        }
+    }
+
+    /// A message that did not encode: a bug in its serde impl, not a
+    /// transient failure.
+    fn not_encodable(&self, e: WireError) -> AskError {
+        tracing::error!(error = %e, message = M::NAME, "tell not encodable; not sent");
+        from_wire(e, &self.peer)
     }
 }
 
