@@ -33,6 +33,15 @@ pub struct SimConfig {
     /// Extra delay, uniform in `0..=jitter`, per frame; frames may reorder.
     pub jitter: Duration,
     /// Probability (0.0–1.0) that a frame is dropped.
+    ///
+    /// The rpc protocol assumes what QUIC gives it: a reliable, ordered
+    /// link. A dropped frame is therefore a fault it does not repair: an
+    /// ask whose request or reply is lost ends at its deadline
+    /// (`DeadlineExceeded`), a lost tell is gone and so is its credit, and
+    /// a lost bind frame makes the route's later tells unknown to the
+    /// receiver until the link is made anew. Use loss (and jitter, which
+    /// reorders) to test deadlines and retries; use partitions to test
+    /// link failure and recovery.
     pub loss: f64,
     /// Largest frame a link carries, as the QUIC link's `max_frame`: a
     /// larger one is refused with [`LinkError::TooLarge`]. Default 1 MiB.
