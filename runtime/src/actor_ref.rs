@@ -513,7 +513,7 @@ impl<A: Actor, R> Drop for AskFuture<'_, A, R> {
     }
 }
 
-impl<A: Actor, R> Future for AskFuture<'_, A, R> {
+impl<A: Actor, R: Send + 'static> Future for AskFuture<'_, A, R> {
     type Output = Result<R, AskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
@@ -526,7 +526,7 @@ impl<A: Actor, R> Future for AskFuture<'_, A, R> {
     }
 }
 
-impl<A: Actor, R> AskFuture<'_, A, R> {
+impl<A: Actor, R: Send + 'static> AskFuture<'_, A, R> {
     fn poll_reply(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<R, AskError>> {
         let this = self;
         loop {
@@ -550,21 +550,26 @@ impl<A: Actor, R> AskFuture<'_, A, R> {
                     }
                 },
                 AskState::Waiting(rx) => {
-                    return match Pin::new(rx).poll(cx) {
-                        Poll::Ready(Ok(Ok(reply))) => Poll::Ready(Ok(reply)),
-                        Poll::Ready(Ok(Err(AskError::Timeout { .. }))) => {
-                            Poll::Ready(Err(AskError::Timeout { after: this.budget }))
+                    let Poll::Ready(got) = Pin::new(rx).poll(cx) else {
+                        ready!(this.poll_deadline(cx));
+                        this.state = AskState::Done;
+                        return Poll::Ready(Err(AskError::Timeout { after: this.budget }));
+                    };
+                    if let AskState::Waiting(rx) =
+                        std::mem::replace(&mut this.state, AskState::Done)
+                    {
+                        rx.recycle();
+                    }
+                    return Poll::Ready(match got {
+                        Ok(Ok(reply)) => Ok(reply),
+                        Ok(Err(AskError::Timeout { .. })) => {
+                            Err(AskError::Timeout { after: this.budget })
                         }
-                        Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
+                        Ok(Err(e)) => Err(e),
                         // The envelope was dropped unhandled: the actor's task
                         // ended (killed, aborted at shutdown).
-                        Poll::Ready(Err(_)) => Poll::Ready(Err(AskError::Stopped { id: this.id })),
-                        Poll::Pending => {
-                            ready!(this.poll_deadline(cx));
-                            this.state = AskState::Done;
-                            Poll::Ready(Err(AskError::Timeout { after: this.budget }))
-                        }
-                    };
+                        Err(_) => Err(AskError::Stopped { id: this.id }),
+                    });
                 }
                 AskState::Ready(result) => {
                     let out = result
