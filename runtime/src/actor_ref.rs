@@ -421,7 +421,7 @@ where
             timer: None,
         };
         if budget.is_zero() {
-            fut.state = AskState::Ready(Some(Err(AskError::Timeout { after: budget })));
+            fut.state = AskState::Expired;
             return fut;
         }
         let mut meta = ask_meta(cur.as_ref(), deadline, node);
@@ -432,21 +432,33 @@ where
         let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
         match shared.inbox.try_push(env) {
             Ok(()) => fut.state = AskState::Waiting(rx),
-            Err(Refused::Full(env)) => fut.state = AskState::Sending(shared.inbox.push(env), rx),
+            Err(Refused::Full(env)) => {
+                fut.state = AskState::Sending(Box::new((shared.inbox.push(env), rx)));
+            }
             Err(Refused::Closed(_)) => {
-                fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
+                fut.state = AskState::Closed;
             }
         }
         fut
     }
 }
 
+/// Where an ask is. Two words: an `AskFuture` is moved into the asker's
+/// future at every ask (it was 208 bytes, copied with `memcpy` twice per
+/// ask).
 enum AskState<'a, A: Actor, R> {
-    Sending(Push<'a, BoxEnvelope<A>>, ReplyReceiver<Result<R, AskError>>),
+    /// Waiting for mailbox space (boxed: the envelope is large and a full
+    /// mailbox is the rare case).
+    Sending(Box<SendingAsk<'a, A, R>>),
     Waiting(ReplyReceiver<Result<R, AskError>>),
-    Ready(Option<Result<R, AskError>>),
+    /// Failed before it was sent: no budget left (`Timeout`), or the
+    /// mailbox was closed (`Closed`).
+    Expired,
+    Closed,
     Done,
 }
+
+type SendingAsk<'a, A, R> = (Push<'a, BoxEnvelope<A>>, ReplyReceiver<Result<R, AskError>>);
 
 /// The future of an ask; see [`ActorRef::ask`].
 #[must_use = "futures do nothing unless polled"]
@@ -531,13 +543,14 @@ impl<A: Actor, R: Send + 'static> AskFuture<'_, A, R> {
         let this = self;
         loop {
             match &mut this.state {
-                AskState::Sending(send, _) => match Pin::new(send).poll(cx) {
+                AskState::Sending(sending) => match Pin::new(&mut sending.0).poll(cx) {
                     Poll::Ready(result) => {
-                        let AskState::Sending(_, rx) =
+                        let AskState::Sending(sending) =
                             std::mem::replace(&mut this.state, AskState::Done)
                         else {
                             unreachable!("state checked above")
                         };
+                        let (_, rx) = *sending;
                         if result.is_err() {
                             return Poll::Ready(Err(AskError::Closed { id: this.id }));
                         }
@@ -571,12 +584,13 @@ impl<A: Actor, R: Send + 'static> AskFuture<'_, A, R> {
                         Err(_) => Err(AskError::Stopped { id: this.id }),
                     });
                 }
-                AskState::Ready(result) => {
-                    let out = result
-                        .take()
-                        .unwrap_or(Err(AskError::Stopped { id: this.id }));
+                AskState::Expired => {
                     this.state = AskState::Done;
-                    return Poll::Ready(out);
+                    return Poll::Ready(Err(AskError::Timeout { after: this.budget }));
+                }
+                AskState::Closed => {
+                    this.state = AskState::Done;
+                    return Poll::Ready(Err(AskError::Closed { id: this.id }));
                 }
                 AskState::Done => return Poll::Ready(Err(AskError::Stopped { id: this.id })),
             }
