@@ -481,15 +481,21 @@ impl<A: Actor> ActorCell<A> {
     /// Check `env` and put its handler future in the slot.
     fn begin(&mut self, mut env: BoxEnvelope<A>) -> Begun {
         let core = &self.shared.core;
-        let deadline = env.meta().deadline;
-        if let Some(deadline) = deadline
-            && self.clock().now() >= deadline
-        {
-            core.metrics.more().expired.incr();
-            env.reject(Reject::Expired, core.id);
-            return Begun::Skip;
+        // One (dynamic) call for the metadata: it is checked, then kept.
+        let meta = env.meta().clone();
+        // The clock read that checks the deadline also starts a timed
+        // handling (one read less per measured message).
+        let mut now = None;
+        if let Some(deadline) = meta.deadline {
+            let t = self.clock().now();
+            if t >= deadline {
+                core.metrics.more().expired.incr();
+                env.reject(Reject::Expired, core.id);
+                return Begun::Skip;
+            }
+            now = Some(t);
         }
-        if env.meta().cancel().is_some_and(|c| c.is_cancelled()) {
+        if meta.cancel().is_some_and(|c| c.is_cancelled()) {
             // The remote caller gave up while this was queued.
             core.metrics.more().expired.incr();
             env.reject(Reject::Expired, core.id);
@@ -499,7 +505,6 @@ impl<A: Actor> ActorCell<A> {
             env.reject(Reject::Stopped, core.id);
             return Begun::Stop(StopReason::Killed);
         };
-        let meta = env.meta().clone();
         let ask = env.is_ask();
         let span = tracing::debug_span!(
             parent: None,
@@ -518,22 +523,35 @@ impl<A: Actor> ActorCell<A> {
                 .unwrap_or(u32::MAX)
                 .saturating_sub(1),
         };
-        let start = timed.then(|| self.clock().now());
+        let start = if timed {
+            Some(now.unwrap_or_else(|| self.clock().now()))
+        } else {
+            None
+        };
         held.cx.meta = Some(meta.clone());
         if let Err(held) = env.start(held, &mut self.slot) {
             self.held = Some(held);
             return Begun::Skip;
         }
-        let r = Running {
-            meta,
-            span,
-            start,
-            busy: true,
-            ask,
-        };
         match self.running.as_deref_mut() {
-            Some(slot) => *slot = r,
-            None => self.running = Some(Box::new(r)),
+            // Field by field: the previous message's fields were emptied by
+            // `after`, and replacing the whole value would drop it in full.
+            Some(r) => {
+                r.meta = meta;
+                r.span = span;
+                r.start = start;
+                r.busy = true;
+                r.ask = ask;
+            }
+            None => {
+                self.running = Some(Box::new(Running {
+                    meta,
+                    span,
+                    start,
+                    busy: true,
+                    ask,
+                }));
+            }
         }
         Begun::Running
     }
