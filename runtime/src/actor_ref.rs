@@ -412,34 +412,33 @@ where
         let timeout = self.timeout.unwrap_or(node.ask_timeout);
         let inherited = cur.as_ref().and_then(|c| c.deadline);
         let (deadline, budget) = ask_deadline(now, timeout, self.deadline, inherited);
-        let mut fut = AskFuture {
-            state: AskState::Done,
+        // The state is decided first and the future built once (assigning
+        // a state over a placeholder would drop the placeholder).
+        let state = if budget.is_zero() {
+            AskState::Expired
+        } else {
+            let mut meta = ask_meta(cur.as_ref(), deadline, node);
+            if let Some(t) = self.trace {
+                meta.set_trace(t);
+            }
+            let (tx, rx) = crate::reply::channel();
+            let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
+            match shared.inbox.try_push(env) {
+                Ok(()) => AskState::Waiting(rx),
+                Err(Refused::Full(env)) => {
+                    AskState::Sending(Box::new((shared.inbox.push(env), rx)))
+                }
+                Err(Refused::Closed(_)) => AskState::Closed,
+            }
+        };
+        AskFuture {
+            state,
             id: core.id,
             deadline,
             budget,
             node: &core.node,
             timer: None,
-        };
-        if budget.is_zero() {
-            fut.state = AskState::Expired;
-            return fut;
         }
-        let mut meta = ask_meta(cur.as_ref(), deadline, node);
-        if let Some(t) = self.trace {
-            meta.set_trace(t);
-        }
-        let (tx, rx) = crate::reply::channel();
-        let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
-        match shared.inbox.try_push(env) {
-            Ok(()) => fut.state = AskState::Waiting(rx),
-            Err(Refused::Full(env)) => {
-                fut.state = AskState::Sending(Box::new((shared.inbox.push(env), rx)));
-            }
-            Err(Refused::Closed(_)) => {
-                fut.state = AskState::Closed;
-            }
-        }
-        fut
     }
 }
 
