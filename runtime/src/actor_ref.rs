@@ -527,6 +527,7 @@ impl<A: Actor, R> Drop for AskFuture<'_, A, R> {
 impl<A: Actor, R: Send + 'static> Future for AskFuture<'_, A, R> {
     type Output = Result<R, AskError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let out = this.poll_reply(cx);
@@ -538,6 +539,7 @@ impl<A: Actor, R: Send + 'static> Future for AskFuture<'_, A, R> {
 }
 
 impl<A: Actor, R: Send + 'static> AskFuture<'_, A, R> {
+    #[inline]
     fn poll_reply(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<R, AskError>> {
         let this = self;
         loop {
