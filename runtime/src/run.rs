@@ -199,17 +199,11 @@ impl<A: Actor> ActorCell<A> {
                     tokio::task::yield_now().await;
                     continue;
                 }
-                Step::Wait => {
-                    let Some(env) = self.wait().await else {
-                        continue;
-                    };
-                    self.since_wait = 1;
-                    match self.begin(env) {
-                        Begun::Skip => continue,
-                        Begun::Stop(reason) => return reason,
-                        Begun::Running => {}
-                    }
-                }
+                Step::Wait => match self.wait().await {
+                    None | Some(Begun::Skip) => continue,
+                    Some(Begun::Stop(reason)) => return reason,
+                    Some(Begun::Running) => {}
+                },
             }
             let failed = match self.handled().await {
                 Some(message) => self.failed(message),
@@ -283,11 +277,14 @@ impl<A: Actor> ActorCell<A> {
         Next::Wait
     }
 
-    /// Wait for a mailbox message (returned), or for a system message or a
-    /// due timer (`None`: the loop looks again).
+    /// Wait for a mailbox message and begin it (what `begin` made of it is
+    /// returned), or for a system message or a due timer (`None`: the loop
+    /// looks again).
     /// (A plain `poll_fn`, not an `async fn`: it keeps one reference, and
-    /// this is the await state of every idle actor.)
-    fn wait(&mut self) -> impl Future<Output = Option<BoxEnvelope<A>>> + Send + '_ {
+    /// this is the await state of every idle actor. The message is begun
+    /// here, not handed out: the envelope is 80 bytes, and each hand-over
+    /// copied it.)
+    fn wait(&mut self) -> impl Future<Output = Option<Begun>> + Send + '_ {
         poll_fn(move |tcx| {
             let shared = &self.shared;
             // A due timer goes before a message that arrived at the same
@@ -303,7 +300,8 @@ impl<A: Actor> ActorCell<A> {
                 return Poll::Ready(None);
             }
             if let Poll::Ready(env) = shared.inbox.poll_pop(&mut self.batch, tcx) {
-                return Poll::Ready(Some(env));
+                self.since_wait = 1;
+                return Poll::Ready(Some(self.begin(env)));
             }
             // The mailbox now holds this task's waker, which `push_sys`
             // takes after raising the flag.
@@ -446,6 +444,7 @@ impl<A: Actor> ActorCell<A> {
 
     /// Take the actor back from a finished handler and count it; the panic
     /// message if it panicked.
+    #[inline]
     fn after(&mut self, (mut held, outcome): Handled<A>) -> Option<Arc<str>> {
         // The span closes now; the box stays for the next message.
         let start = match self.running.as_deref_mut() {
