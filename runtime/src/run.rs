@@ -226,6 +226,7 @@ impl<A: Actor> ActorCell<A> {
     /// queued message, the end of a drain, one yield on an empty mailbox
     /// (a producer on another worker may refill it without a wake-up), or
     /// a wait.
+    #[inline]
     fn next_envelope(&mut self) -> Next<A> {
         if self.draining.is_none()
             && let Some(h) = self.held.as_deref_mut()
