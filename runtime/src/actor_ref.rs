@@ -429,41 +429,52 @@ where
         let timeout = self.timeout.unwrap_or(node.ask_timeout);
         let inherited = cur.as_ref().and_then(|c| c.deadline);
         let (deadline, budget) = ask_deadline(now, timeout, self.deadline, inherited);
-        let mut fut = AskFuture {
-            state: AskState::Done,
+        // The state is decided first and the future built once (assigning
+        // a state over a placeholder would drop the placeholder).
+        let state = if budget.is_zero() {
+            AskState::Expired
+        } else {
+            let mut meta = ask_meta(cur.as_ref(), deadline, node);
+            if let Some(t) = self.trace {
+                meta.set_trace(t);
+            }
+            let (tx, rx) = crate::reply::channel();
+            let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
+            match shared.inbox.try_push(env) {
+                Ok(()) => AskState::Waiting(rx),
+                Err(Refused::Full(env)) => {
+                    AskState::Sending(Box::new((shared.inbox.push(env), rx)))
+                }
+                Err(Refused::Closed(_)) => AskState::Closed,
+            }
+        };
+        AskFuture {
+            state,
             id: core.id,
             deadline,
             budget,
             node: &core.node,
             timer: None,
-        };
-        if budget.is_zero() {
-            fut.state = AskState::Ready(Some(Err(AskError::Timeout { after: budget })));
-            return fut;
         }
-        let mut meta = ask_meta(cur.as_ref(), deadline, node);
-        if let Some(t) = self.trace {
-            meta.set_trace(t);
-        }
-        let (tx, rx) = crate::reply::channel();
-        let env: BoxEnvelope<A> = Ask::boxed(self.msg, meta, tx);
-        match shared.inbox.try_push(env) {
-            Ok(()) => fut.state = AskState::Waiting(rx),
-            Err(Refused::Full(env)) => fut.state = AskState::Sending(shared.inbox.push(env), rx),
-            Err(Refused::Closed(_)) => {
-                fut.state = AskState::Ready(Some(Err(AskError::Closed { id: core.id })));
-            }
-        }
-        fut
     }
 }
 
+/// Where an ask is. Two words: an `AskFuture` is moved into the asker's
+/// future at every ask (it was 208 bytes, copied with `memcpy` twice per
+/// ask).
 enum AskState<'a, A: Actor, R> {
-    Sending(Push<'a, BoxEnvelope<A>>, ReplyReceiver<Result<R, AskError>>),
+    /// Waiting for mailbox space (boxed: the envelope is large and a full
+    /// mailbox is the rare case).
+    Sending(Box<SendingAsk<'a, A, R>>),
     Waiting(ReplyReceiver<Result<R, AskError>>),
-    Ready(Option<Result<R, AskError>>),
+    /// Failed before it was sent: no budget left (`Timeout`), or the
+    /// mailbox was closed (`Closed`).
+    Expired,
+    Closed,
     Done,
 }
+
+type SendingAsk<'a, A, R> = (Push<'a, BoxEnvelope<A>>, ReplyReceiver<Result<R, AskError>>);
 
 /// The future of an ask; see [`ActorRef::ask`].
 #[must_use = "futures do nothing unless polled"]
@@ -530,9 +541,10 @@ impl<A: Actor, R> Drop for AskFuture<'_, A, R> {
     }
 }
 
-impl<A: Actor, R> Future for AskFuture<'_, A, R> {
+impl<A: Actor, R: Send + 'static> Future for AskFuture<'_, A, R> {
     type Output = Result<R, AskError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let out = this.poll_reply(cx);
@@ -543,18 +555,20 @@ impl<A: Actor, R> Future for AskFuture<'_, A, R> {
     }
 }
 
-impl<A: Actor, R> AskFuture<'_, A, R> {
+impl<A: Actor, R: Send + 'static> AskFuture<'_, A, R> {
+    #[inline]
     fn poll_reply(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<R, AskError>> {
         let this = self;
         loop {
             match &mut this.state {
-                AskState::Sending(send, _) => match Pin::new(send).poll(cx) {
+                AskState::Sending(sending) => match Pin::new(&mut sending.0).poll(cx) {
                     Poll::Ready(result) => {
-                        let AskState::Sending(_, rx) =
+                        let AskState::Sending(sending) =
                             std::mem::replace(&mut this.state, AskState::Done)
                         else {
                             unreachable!("state checked above")
                         };
+                        let (_, rx) = *sending;
                         if result.is_err() {
                             return Poll::Ready(Err(AskError::Closed { id: this.id }));
                         }
@@ -567,28 +581,34 @@ impl<A: Actor, R> AskFuture<'_, A, R> {
                     }
                 },
                 AskState::Waiting(rx) => {
-                    return match Pin::new(rx).poll(cx) {
-                        Poll::Ready(Ok(Ok(reply))) => Poll::Ready(Ok(reply)),
-                        Poll::Ready(Ok(Err(AskError::Timeout { .. }))) => {
-                            Poll::Ready(Err(AskError::Timeout { after: this.budget }))
+                    let Poll::Ready(got) = Pin::new(rx).poll(cx) else {
+                        ready!(this.poll_deadline(cx));
+                        this.state = AskState::Done;
+                        return Poll::Ready(Err(AskError::Timeout { after: this.budget }));
+                    };
+                    if let AskState::Waiting(rx) =
+                        std::mem::replace(&mut this.state, AskState::Done)
+                    {
+                        rx.recycle();
+                    }
+                    return Poll::Ready(match got {
+                        Ok(Ok(reply)) => Ok(reply),
+                        Ok(Err(AskError::Timeout { .. })) => {
+                            Err(AskError::Timeout { after: this.budget })
                         }
-                        Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
+                        Ok(Err(e)) => Err(e),
                         // The envelope was dropped unhandled: the actor's task
                         // ended (killed, aborted at shutdown).
-                        Poll::Ready(Err(_)) => Poll::Ready(Err(AskError::Stopped { id: this.id })),
-                        Poll::Pending => {
-                            ready!(this.poll_deadline(cx));
-                            this.state = AskState::Done;
-                            Poll::Ready(Err(AskError::Timeout { after: this.budget }))
-                        }
-                    };
+                        Err(_) => Err(AskError::Stopped { id: this.id }),
+                    });
                 }
-                AskState::Ready(result) => {
-                    let out = result
-                        .take()
-                        .unwrap_or(Err(AskError::Stopped { id: this.id }));
+                AskState::Expired => {
                     this.state = AskState::Done;
-                    return Poll::Ready(out);
+                    return Poll::Ready(Err(AskError::Timeout { after: this.budget }));
+                }
+                AskState::Closed => {
+                    this.state = AskState::Done;
+                    return Poll::Ready(Err(AskError::Closed { id: this.id }));
                 }
                 AskState::Done => return Poll::Ready(Err(AskError::Stopped { id: this.id })),
             }

@@ -178,6 +178,10 @@ impl Deadlines {
 
     /// An entry that wakes `waker`'s task no later than `at`: this thread's
     /// spare if it qualifies (no lock taken), else a new one.
+    ///
+    /// Inlined (it runs at nearly every ask): the registration is built in
+    /// the ask's future rather than returned through a copy.
+    #[inline]
     pub(crate) fn arm(&self, at: Instant, waker: &Waker) -> Registration {
         let task = TaskId::of(waker);
         if let Ok(Some((set, spare))) = SPARE.try_with(Cell::take) {
@@ -223,6 +227,9 @@ impl Deadlines {
 
     /// An ask is done with `reg`: keep it as this thread's spare for the
     /// next ask of the same task, removing the spare it replaces.
+    /// (Inlined up to the common end: the spare taken by this ask's `arm`
+    /// is put back, for a set that already owns the thread's spare.)
+    #[inline]
     pub(crate) fn release(this: &Arc<Self>, reg: Registration) {
         let Ok(old) = SPARE.try_with(|s| s.replace(Some((this.id, reg)))) else {
             // The thread is ending: no spare any more.
@@ -241,8 +248,13 @@ impl Deadlines {
         {
             return;
         }
-        // The spare now belongs to this set: remember it, and remove the
-        // other set's spare it replaced.
+        Self::take_spare_over(this, old);
+    }
+
+    /// The thread's spare now belongs to `this` set: remember it, and
+    /// remove `old`, the other set's spare it replaced.
+    #[cold]
+    fn take_spare_over(this: &Arc<Self>, old: Option<(u64, Registration)>) {
         let other = SPARE_SET
             .try_with(|s| std::mem::replace(&mut *s.borrow_mut(), Arc::downgrade(this)))
             .ok()

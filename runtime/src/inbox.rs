@@ -192,6 +192,7 @@ impl<T> Inbox<T> {
     }
 
     /// The next message, or `Pending` with the receiver's waker registered.
+    #[inline]
     pub(crate) fn poll_pop(&self, batch: &mut Batch<T>, cx: &mut Context<'_>) -> Poll<T> {
         if let Some(m) = self.pop_local(batch) {
             return Poll::Ready(m);
@@ -221,6 +222,7 @@ impl<T> Inbox<T> {
     /// `None` if the queue is empty (then register `cx`'s waker, if given).
     /// Waiting producers are woken either way: this is where they are sure
     /// to hear of the room the last batch made.
+    #[inline]
     fn refill(&self, batch: &mut Batch<T>, cx: Option<&mut Context<'_>>) -> Option<T> {
         let mut st = lock(&self.state);
         // `batch.local` is empty here. One message (a request/response

@@ -96,23 +96,16 @@ impl<A: Actor> Timers<A> {
 
     /// Ready once the earliest timer is due on `clock`; registers `cx` to be
     /// woken then. Pending (and never woken by this) without timers.
+    ///
+    /// Every idle actor's wait polls this, nearly always without timers:
+    /// that check is inlined, the rest is not (its register saving alone
+    /// was about 20 instructions per call, twice per ask).
+    #[inline]
     pub(crate) fn poll_due(&mut self, clock: &dyn Clock, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(set) = self.0.as_deref_mut() else {
-            return Poll::Pending;
-        };
-        let Some(&(at, _)) = set.entries.keys().next() else {
-            set.armed = None;
-            return Poll::Pending;
-        };
-        let sleep = match &mut set.armed {
-            Some((armed_at, sleep)) if *armed_at == at => sleep,
-            armed => &mut armed.insert((at, clock.sleep_until(at))).1,
-        };
-        if sleep.as_mut().poll(cx).is_ready() {
-            set.armed = None;
-            return Poll::Ready(());
+        match self.0.as_deref_mut() {
+            None => Poll::Pending,
+            Some(set) => set.poll_due(clock, cx),
         }
-        Poll::Pending
     }
 
     /// The message of the earliest timer due at `now`, rescheduling it if it
@@ -138,5 +131,25 @@ impl<A: Actor> Timers<A> {
                 Some(env)
             }
         }
+    }
+}
+
+impl<A: Actor> Set<A> {
+    /// [`Timers::poll_due`] with timers allocated.
+    #[inline(never)]
+    fn poll_due(&mut self, clock: &dyn Clock, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(&(at, _)) = self.entries.keys().next() else {
+            self.armed = None;
+            return Poll::Pending;
+        };
+        let sleep = match &mut self.armed {
+            Some((armed_at, sleep)) if *armed_at == at => sleep,
+            armed => &mut armed.insert((at, clock.sleep_until(at))).1,
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.armed = None;
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 }

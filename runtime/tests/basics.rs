@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,51 @@ async fn try_tell_returns_full_with_the_message_and_tell_waits_for_space() {
     gate.add_permits(4);
     blocked.await.unwrap();
     assert_eq!(a.ask(Seen).await.unwrap(), vec![0, 1, 2, 3]);
+}
+
+/// An ask to a full mailbox waits for space, its deadline running: it is
+/// sent and answered once there is room, times out if its deadline comes
+/// first, and fails with `Closed` if the actor stops first.
+#[tokio::test]
+async fn an_ask_waits_for_mailbox_space_within_its_deadline() {
+    let clock = ManualClock::new();
+    let node = Node::builder().clock(clock.clone()).build();
+    let (g, gate, started) = gated();
+    let a = node.spawn_with(SpawnOptions::new().capacity(1), g).unwrap();
+    a.tell(Work(0)).await.unwrap();
+    assert_eq!(started.recv_async().await.unwrap(), 0);
+    a.try_tell(Work(1)).unwrap();
+
+    let mut late = Box::pin(
+        a.ask(Work(8))
+            .timeout(Duration::from_millis(10))
+            .into_future(),
+    );
+    assert!(poll_once(late.as_mut()).is_pending());
+    let mut waiting = Box::pin(a.ask(Work(2)).into_future());
+    assert!(poll_once(waiting.as_mut()).is_pending());
+    clock.advance(Duration::from_millis(20));
+    assert_eq!(
+        late.await,
+        Err(AskError::Timeout {
+            after: Duration::from_millis(10)
+        })
+    );
+    gate.add_permits(3);
+    assert_eq!(waiting.await, Ok(2));
+
+    // Full again, then stopped while an ask waits for space.
+    a.tell(Work(3)).await.unwrap();
+    for n in [1, 2, 3] {
+        assert_eq!(started.recv_async().await.unwrap(), n);
+    }
+    a.try_tell(Work(4)).unwrap();
+    let mut closed = Box::pin(a.ask(Work(5)).into_future());
+    assert!(poll_once(closed.as_mut()).is_pending());
+    a.stop();
+    assert_eq!(closed.await, Err(AskError::Closed { id: a.id() }));
+    gate.add_permits(2);
+    a.terminated().await;
 }
 
 #[tokio::test]
