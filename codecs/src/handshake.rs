@@ -38,7 +38,8 @@ use crate::wire_str::WireStr;
 /// The wire-protocol version this build speaks: envelope header layout,
 /// framing, handshake and rpc semantics together. v2 added the
 /// from-callee flag that streams in both directions need; v3 the bound
-/// tell frames ([`BoundTell`](crate::BoundTell)).
+/// tell frames ([`BoundTell`](crate::BoundTell)) and the `TooLarge` and
+/// `TooManyChannels` wire errors.
 pub const WIRE_VERSION: u16 = 3;
 
 /// The first four bytes of every plexus connection.
