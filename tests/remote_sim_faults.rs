@@ -136,3 +136,42 @@ async fn the_handshake_times_out_on_the_nodes_clock() {
         "gave up after {advanced:?}"
     );
 }
+
+/// A session has `MAX_BINDING + 1` bindings for plain tells; a route made
+/// after they are all taken sends whole-header frames, which the reader
+/// takes as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_past_the_last_binding_carry_their_header() {
+    use plexus_codecs::envelope::MAX_BINDING;
+    use remote_support::{Count, scenarios::eventually};
+    use std::sync::atomic::Ordering;
+    let ms = members(64, Duration::ZERO);
+    let net = SimNetwork::with_clock(ms[0].node.clock().clone(), 11);
+    let (x, y) = net.link("a", "b");
+    let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[1].remote.attach(y));
+    r1.unwrap();
+    r2.unwrap();
+    let stats = &ms[1].stats;
+    let count: Recipient<Count> = ms[0].remote.recipient("b", "svc");
+    count.tell(Count(7)).await.unwrap(); // binding 0
+    eventually("the bound tell", Duration::from_secs(5), || {
+        stats.seen.lock().unwrap().contains(&7)
+    })
+    .await;
+    let before = stats.handled.load(Ordering::SeqCst);
+    // Take every other binding (these targets do not exist on b: refused
+    // there, which does not matter here).
+    for i in 1..=MAX_BINDING {
+        let to: Recipient<Count> = ms[0].remote.recipient("b", &format!("nobody{i}"));
+        let _ = to.tell(Count(0)).await;
+    }
+    // A new route to "svc" (another message type) finds none left.
+    let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
+    for _ in 0..3 {
+        echo.tell(Echo("whole".into())).await.unwrap();
+    }
+    eventually("whole-header tells", Duration::from_secs(5), || {
+        stats.handled.load(Ordering::SeqCst) == before + 3
+    })
+    .await;
+}
