@@ -129,3 +129,21 @@ async fn a_connected_peer_that_never_speaks_is_dropped() {
     assert!(remote.peers().is_empty());
     drop(conn);
 }
+
+/// A dialer that does not trust the peer's certificate refuses it in its
+/// own TLS handshake, and says so with a typed error it can match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialer_refusing_the_peers_certificate_gets_a_tls_error() {
+    let ms = members(16, Duration::ZERO);
+    let ca = DevCa::generate("trusted").unwrap();
+    let rogue_ca = DevCa::generate("rogue").unwrap();
+    // "b" is signed by a CA that "a" does not trust.
+    let b = endpoint(&ms[1].remote, "b", &rogue_ca.issue("b").unwrap(), &ca);
+    let a = endpoint(&ms[0].remote, "a", &ca.issue("a").unwrap(), &ca);
+    let r = a.connect_once("b", b.local_addr().unwrap()).await;
+    assert!(
+        matches!(&r, Err(plexus_transports::quic::QuicError::Tls { peer, .. }) if peer == "b"),
+        "{r:?}"
+    );
+    assert!(ms[0].remote.peers().is_empty());
+}

@@ -86,6 +86,17 @@ pub enum QuicError {
         /// What happened.
         reason: String,
     },
+    /// The TLS handshake failed with a TLS alert: a certificate was
+    /// refused, by this node or by the peer (not signed by the trusted CA,
+    /// expired, or not valid for the peer's name). Retrying will not help;
+    /// check both nodes' certificates and CA.
+    #[error("TLS handshake with {peer} failed: {reason}")]
+    Tls {
+        /// The peer (a name when dialing, an address when accepting).
+        peer: String,
+        /// What the TLS layer said.
+        reason: String,
+    },
     /// The peer's identity did not check out.
     #[error("peer identity refused: {0}")]
     Identity(String),
@@ -97,6 +108,23 @@ pub enum QuicError {
 impl QuicError {
     fn tls(e: impl std::fmt::Display) -> Self {
         Self::Config(e.to_string())
+    }
+
+    /// A failed connection to `peer`: [`Tls`](Self::Tls) if the TLS
+    /// handshake ended it with an alert, else [`Connect`](Self::Connect).
+    fn connection(peer: &str, e: &quinn::ConnectionError) -> Self {
+        let code = match e {
+            quinn::ConnectionError::TransportError(t) => Some(t.code),
+            quinn::ConnectionError::ConnectionClosed(c) => Some(c.error_code),
+            _ => None,
+        };
+        // QUIC carries a TLS alert as a transport error 0x100 + alert.
+        let peer = peer.to_owned();
+        let reason = e.to_string();
+        match code {
+            Some(code) if (0x100..0x200).contains(&u64::from(code)) => Self::Tls { peer, reason },
+            _ => Self::Connect { peer, reason },
+        }
     }
 }
 
@@ -214,8 +242,11 @@ async fn dial(inner: &Inner, peer: &str, addr: SocketAddr) -> Result<Connection,
         .connect(addr, peer)
         .map_err(|e| err(e.to_string()))?
         .await
-        .map_err(|e| err(e.to_string()))?;
-    let (send, recv) = conn.open_bi().await.map_err(|e| err(e.to_string()))?;
+        .map_err(|e| QuicError::connection(peer, &e))?;
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| QuicError::connection(peer, &e))?;
     let mut link = link::link(peer.into(), conn, send, recv, inner.config.max_frame);
     link.opened_here = true;
     // Our name first: the acceptor checks it against our certificate.
@@ -310,12 +341,17 @@ async fn accept(inner: &Inner, incoming: quinn::Incoming) -> Result<(), QuicErro
     let opening = async {
         // A client whose certificate the CA did not sign fails here, in
         // the TLS handshake: no stream is ever opened, no actor reached.
-        let conn = incoming.await.map_err(|e| err(e.to_string()))?;
+        let conn = incoming
+            .await
+            .map_err(|e| QuicError::connection(&addr, &e))?;
         let certs = conn
             .peer_identity()
             .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
             .ok_or_else(|| QuicError::Identity("no client certificate".into()))?;
-        let (send, recv) = conn.accept_bi().await.map_err(|e| err(e.to_string()))?;
+        let (send, recv) = conn
+            .accept_bi()
+            .await
+            .map_err(|e| QuicError::connection(&addr, &e))?;
         let mut link = link::link("?".into(), conn.clone(), send, recv, inner.config.max_frame);
         let claimed = link.rx.recv().await.map_err(|e| err(e.to_string()))?;
         Ok::<_, QuicError>((conn, certs, link, claimed))
