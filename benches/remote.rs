@@ -84,8 +84,8 @@ async fn pair(quic: bool) -> Pair {
     ];
     if quic {
         let (ca, cb) = configs();
-        let ea = QuicEndpoint::start(&ra, "a", ca).unwrap();
-        let eb = QuicEndpoint::start(&rb, "b", cb).unwrap();
+        let ea = QuicEndpoint::start(&ra, ca).unwrap();
+        let eb = QuicEndpoint::start(&rb, cb).unwrap();
         ea.connect_once("b", eb.local_addr().unwrap())
             .await
             .unwrap();

@@ -115,7 +115,7 @@ async fn server(dir: &Path) -> Result<(), BoxError> {
         .expose::<Audit>()?
         .expose_stream::<Track>()?
         .build();
-    let quic = QuicEndpoint::start(&remote, "server", QuicConfig::from_dir(dir, "server")?)?;
+    let quic = QuicEndpoint::start(&remote, QuicConfig::from_dir(dir, "server")?)?;
     println!("listening {}", quic.local_addr()?.port());
     // Serve until the client goes away (or a minute passes).
     tokio::time::timeout(Duration::from_secs(5), remote.connected("client")).await?;
@@ -130,7 +130,7 @@ async fn server(dir: &Path) -> Result<(), BoxError> {
 async fn client(dir: &Path, port: u16) -> Result<(), BoxError> {
     let node = Node::builder().name("client").build();
     let remote = Remote::builder(&node).build();
-    let quic = QuicEndpoint::start(&remote, "client", QuicConfig::from_dir(dir, "client")?)?;
+    let quic = QuicEndpoint::start(&remote, QuicConfig::from_dir(dir, "client")?)?;
     quic.connect("server", ([127, 0, 0, 1], port).into());
     tokio::time::timeout(Duration::from_secs(5), remote.connected("server")).await?;
 

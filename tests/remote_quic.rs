@@ -22,7 +22,7 @@ async fn nodes_that_dial_each_other_settle_on_one_link() {
         .iter()
         .map(|m| {
             let name = m.node.name();
-            remote_support::endpoint(&m.remote, name, &ca.issue(name).unwrap(), &ca)
+            remote_support::endpoint(&m.remote, &ca.issue(name).unwrap(), &ca)
         })
         .collect();
     endpoints[0].connect("b", endpoints[1].local_addr().unwrap());

@@ -17,11 +17,11 @@ async fn a_peer_signed_by_another_ca_is_refused_and_reaches_no_actor() {
     let ca = DevCa::generate("trusted").unwrap();
     let rogue_ca = DevCa::generate("rogue").unwrap();
     let b_cert = ca.issue("b").unwrap();
-    let b = endpoint(&ms[1].remote, "b", &b_cert, &ca);
+    let b = endpoint(&ms[1].remote, &b_cert, &ca);
     // "a" presents a certificate for the right name from the wrong CA (and
     // trusts the right CA, so only the server side can refuse it).
     let a_cert = rogue_ca.issue("a").unwrap();
-    let a = endpoint(&ms[0].remote, "a", &a_cert, &ca);
+    let a = endpoint(&ms[0].remote, &a_cert, &ca);
     let r = a.connect_once("b", b.local_addr().unwrap()).await;
     assert!(r.is_err(), "refused: {r:?}");
     eventually("b refuses a", Duration::from_secs(5), || {
@@ -43,10 +43,10 @@ async fn a_peer_claiming_another_name_is_refused() {
     let ms = members(16, Duration::ZERO);
     let ca = DevCa::generate("trusted").unwrap();
     let b_cert = ca.issue("b").unwrap();
-    let b = endpoint(&ms[1].remote, "b", &b_cert, &ca);
+    let b = endpoint(&ms[1].remote, &b_cert, &ca);
     // A valid certificate for "c", but the node says it is "a".
     let c_cert = ca.issue("c").unwrap();
-    let liar = endpoint(&ms[0].remote, "a", &c_cert, &ca);
+    let liar = endpoint(&ms[0].remote, &c_cert, &ca);
     let _ = tokio::time::timeout(
         Duration::from_secs(2),
         liar.connect_once("b", b.local_addr().unwrap()),
@@ -66,7 +66,7 @@ async fn the_dialer_reconnects_after_the_link_drops() {
     let ca = DevCa::generate("trusted").unwrap();
     let mut eps = Vec::new();
     for (m, name) in ms.iter().zip(["a", "b"]) {
-        eps.push(endpoint(&m.remote, name, &ca.issue(name).unwrap(), &ca));
+        eps.push(endpoint(&m.remote, &ca.issue(name).unwrap(), &ca));
     }
     eps[0].connect("b", eps[1].local_addr().unwrap());
     tokio::time::timeout(Duration::from_secs(5), ms[0].remote.connected("b"))
@@ -108,7 +108,7 @@ async fn a_connected_peer_that_never_speaks_is_dropped() {
         .handshake_timeout(Duration::from_millis(300))
         .build();
     let ca = DevCa::generate("trusted").unwrap();
-    let b = endpoint(&remote, "b", &ca.issue("b").unwrap(), &ca);
+    let b = endpoint(&remote, &ca.issue("b").unwrap(), &ca);
     let a_cert = ca.issue("a").unwrap();
     let a = QuicConfig::from_pem(&a_cert.cert_pem, &a_cert.key_pem, &ca.cert_pem).unwrap();
     let mut client =
@@ -138,8 +138,8 @@ async fn a_dialer_refusing_the_peers_certificate_gets_a_tls_error() {
     let ca = DevCa::generate("trusted").unwrap();
     let rogue_ca = DevCa::generate("rogue").unwrap();
     // "b" is signed by a CA that "a" does not trust.
-    let b = endpoint(&ms[1].remote, "b", &rogue_ca.issue("b").unwrap(), &ca);
-    let a = endpoint(&ms[0].remote, "a", &ca.issue("a").unwrap(), &ca);
+    let b = endpoint(&ms[1].remote, &rogue_ca.issue("b").unwrap(), &ca);
+    let a = endpoint(&ms[0].remote, &ca.issue("a").unwrap(), &ca);
     let r = a.connect_once("b", b.local_addr().unwrap()).await;
     assert!(
         matches!(&r, Err(plexus_transports::quic::QuicError::Tls { peer, .. }) if peer == "b"),

@@ -109,11 +109,11 @@ pub(crate) async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .expose_stream::<Ticks>()?
         .expose_duplex::<Basket>()?
         .build();
-    let qb = QuicEndpoint::start(&rb, "b", config("b")?)?;
+    let qb = QuicEndpoint::start(&rb, config("b")?)?;
 
     let a = Node::builder().name("a").build();
     let ra = Remote::builder(&a).build();
-    let qa = QuicEndpoint::start(&ra, "a", config("a")?)?;
+    let qa = QuicEndpoint::start(&ra, config("a")?)?;
     qa.connect("b", qb.local_addr()?);
     tokio::time::timeout(Duration::from_secs(5), ra.connected("b")).await?;
     println!("   a connected to b at {}", qb.local_addr()?);

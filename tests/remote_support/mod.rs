@@ -410,7 +410,7 @@ pub async fn cluster(
             let ca = DevCa::generate("test CA").unwrap();
             for m in &mut ms {
                 let name = m.node.name().to_owned();
-                m.quic = Some(endpoint(&m.remote, &name, &ca.issue(&name).unwrap(), &ca));
+                m.quic = Some(endpoint(&m.remote, &ca.issue(&name).unwrap(), &ca));
             }
             for (i, j) in [(0, 1), (1, 2), (0, 2)] {
                 let addr = ms[j].quic.as_ref().unwrap().local_addr().unwrap();
@@ -432,10 +432,10 @@ pub async fn cluster(
 
 pub mod scenarios;
 
-/// A QUIC endpoint for node `name` presenting `cert` and trusting `trusted`.
-pub fn endpoint(remote: &Remote, name: &str, cert: &NodeCert, trusted: &DevCa) -> QuicEndpoint {
+/// A QUIC endpoint for `remote`'s node presenting `cert` and trusting `trusted`.
+pub fn endpoint(remote: &Remote, cert: &NodeCert, trusted: &DevCa) -> QuicEndpoint {
     let mut config =
         QuicConfig::from_pem(&cert.cert_pem, &cert.key_pem, &trusted.cert_pem).unwrap();
     config.max_frame = MAX_FRAME;
-    QuicEndpoint::start(remote, name, config).unwrap()
+    QuicEndpoint::start(remote, config).unwrap()
 }

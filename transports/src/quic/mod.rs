@@ -28,7 +28,7 @@
 //! # async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 //! let node = Node::builder().name("a").build();
 //! let remote = Remote::builder(&node).build();
-//! let quic = QuicEndpoint::start(&remote, "a", QuicConfig::from_dir(dir, "a")?)?;
+//! let quic = QuicEndpoint::start(&remote, QuicConfig::from_dir(dir, "a")?)?;
 //! quic.connect("b", "127.0.0.1:4433".parse()?); // reconnects on its own
 //! remote.connected("b").await;
 //! # Ok(()) }
@@ -161,13 +161,16 @@ pub struct EndpointStats {
 }
 
 impl QuicEndpoint {
-    /// Listen on `config.listen` as node `name` (the name in this node's
-    /// certificate) and serve accepted peers through `remote`.
+    /// Listen on `config.listen` and serve accepted peers through `remote`.
+    /// The endpoint goes by its node's name ([`NodeBuilder::name`](plexus_runtime::NodeBuilder::name)),
+    /// which must be the name its certificate was issued for: peers check
+    /// it against the certificate, and the rpc handshake against the node.
     ///
     /// # Errors
     ///
     /// [`QuicError::Config`] or [`QuicError::Bind`].
-    pub fn start(remote: &Remote, name: &str, config: QuicConfig) -> Result<Self, QuicError> {
+    pub fn start(remote: &Remote, config: QuicConfig) -> Result<Self, QuicError> {
+        let name = remote.node().name();
         let mut endpoint = quinn::Endpoint::server(config.server_config()?, config.listen)
             .map_err(QuicError::Bind)?;
         endpoint.set_default_client_config(config.client_config()?);
