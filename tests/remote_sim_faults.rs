@@ -6,18 +6,26 @@ mod remote_support;
 use std::time::{Duration, Instant};
 
 use plexus_runtime::prelude::*;
+use plexus_transports::remote::Connection;
 use plexus_transports::sim::SimNetwork;
-use remote_support::{Echo, Slow, members};
+use remote_support::{Echo, Member, Slow, members};
+
+/// A fresh cluster's members, with a and b linked on a simulated network
+/// seeded `seed`; a's connection to b.
+#[allow(clippy::unwrap_used)] // a test helper: a failed attach fails the test
+async fn a_linked_to_b(seed: u64) -> (Vec<Member>, SimNetwork, Connection) {
+    let ms = members(64, Duration::ZERO);
+    let net = SimNetwork::with_clock(ms[0].node.clock().clone(), seed);
+    let (x, y) = net.link("a", "b");
+    let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[1].remote.attach(y));
+    r2.unwrap();
+    (ms, net, r1.unwrap())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_is_paid_both_ways_and_loss_gives_typed_deadline_errors() {
-    let ms = members(64, Duration::ZERO);
-    let net =
-        SimNetwork::with_clock(ms[0].node.clock().clone(), 3).latency(Duration::from_millis(20));
-    let (x, y) = net.link("a", "b");
-    let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[1].remote.attach(y));
-    r1.unwrap();
-    r2.unwrap();
+    let (ms, net, _) = a_linked_to_b(3).await;
+    let net = net.latency(Duration::from_millis(20));
     let echo: Recipient<Echo> = ms[0].remote.recipient("b", "svc");
     let start = Instant::now();
     assert_eq!(echo.ask(Echo("x".into())).await.unwrap(), "x");
@@ -53,11 +61,7 @@ async fn latency_is_paid_both_ways_and_loss_gives_typed_deadline_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_closes_the_link_and_a_new_link_heals_it() {
-    let ms = members(64, Duration::ZERO);
-    let net = SimNetwork::with_clock(ms[0].node.clock().clone(), 9);
-    let (x, y) = net.link("a", "b");
-    let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[1].remote.attach(y));
-    let (conn, _) = (r1.unwrap(), r2.unwrap());
+    let (ms, net, conn) = a_linked_to_b(9).await;
     net.partition("a", "b");
     tokio::time::timeout(Duration::from_secs(2), conn.closed())
         .await
@@ -145,12 +149,7 @@ async fn tells_past_the_last_binding_carry_their_header() {
     use plexus_codecs::envelope::MAX_BINDING;
     use remote_support::{Count, scenarios::eventually};
     use std::sync::atomic::Ordering;
-    let ms = members(64, Duration::ZERO);
-    let net = SimNetwork::with_clock(ms[0].node.clock().clone(), 11);
-    let (x, y) = net.link("a", "b");
-    let (r1, r2) = tokio::join!(ms[0].remote.attach(x), ms[1].remote.attach(y));
-    r1.unwrap();
-    r2.unwrap();
+    let (ms, _net, _) = a_linked_to_b(11).await;
     let stats = &ms[1].stats;
     let count: Recipient<Count> = ms[0].remote.recipient("b", "svc");
     count.tell(Count(7)).await.unwrap(); // binding 0
