@@ -162,6 +162,15 @@ impl<M> RemoteSink<M> {
         }
     }
 
+    /// Why a frame the link refused was not sent: too large for it, or the
+    /// link is down (it reconnects on its own).
+    fn link_failed(&self, e: LinkError) -> AskError {
+        match e {
+            LinkError::TooLarge { len, max } => AskError::TooLarge { len, max },
+            _ => self.unavailable(),
+        }
+    }
+
     /// What an ask needs before its future runs: the caller's call scope
     /// (read now, on the caller's thread), its trace and span.
     fn prepare<W: WireMessage>(&self, timeout: Option<Duration>) -> Prepared {
@@ -234,10 +243,7 @@ impl<M> RemoteSink<M> {
             guard.armed = false;
             lock(&s.pending).take(corr);
             s.forget_stream(corr, true);
-            return Err(match e {
-                LinkError::TooLarge { len, max } => AskError::TooLarge { len, max },
-                _ => self.unavailable(),
-            });
+            return Err(self.link_failed(e));
         }
         sent(s, corr);
         let sleep = plexus_runtime::remote::deadline(node, deadline);
@@ -439,15 +445,6 @@ impl<M: WireMessage + Message> RemoteSink<M> {
                 }
             }
         })
-    }
-
-    /// Why a tell the link refused was not sent: too large for it, or the
-    /// link is down (it reconnects on its own).
-    fn link_failed(&self, e: LinkError) -> AskError {
-        match e {
-            LinkError::TooLarge { len, max } => AskError::TooLarge { len, max },
-            _ => self.unavailable(),
-        }
     }
 
     /// A message that did not encode: a bug in its serde impl, not a
